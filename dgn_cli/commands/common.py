@@ -1,0 +1,79 @@
+"""What every command shares: the consoles, error handling, shared option aliases."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from dgn_cli.errors import DgnError
+
+# Human-facing output goes to stderr so that stdout stays clean for --json.
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a one-line error to stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def cli_errors(func):
+    """Turn a `DgnError` raised anywhere below a command into one line on stderr and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DgnError as e:
+            raise fail(str(e)) from None
+
+    return wrapper
+
+
+def not_implemented(command: str) -> typer.Exit:
+    """Commands whose issue has not landed exit 2 and say so; they never pretend to work."""
+    return fail(f"`dgn {command}` is not implemented yet", code=2)
+
+
+def print_json(payload: Any) -> None:
+    """Machine-readable output: one JSON document on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class Precision(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device", help="auto | cpu | cuda | cuda:N | mps (auto: CUDA, else MPS, else CPU)"
+    ),
+]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option("--precision", help="auto: bf16 where the GPU/CPU supports it fast, else fp32"),
+]
+WeightsOpt = Annotated[
+    str,
+    typer.Option("--weights", help="DGN checkpoint: a registry name, a file path, or 'random'"),
+]
+DepthModelOpt = Annotated[
+    str | None,
+    typer.Option("--depth-model", help="depth estimator: a registry name or a file path"),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print nothing but errors")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print a machine-readable JSON summary")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="output file or folder")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace existing outputs")]

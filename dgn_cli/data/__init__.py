@@ -1,0 +1,1 @@
+"""Training and evaluation data: synthetic depth-aware blur, GOPRO-layout readers."""

@@ -1,0 +1,1 @@
+"""Monocular depth estimators (Depth Anything V2 Small, MegaDepth hourglass, our small net)."""

@@ -1,0 +1,225 @@
+"""The Depth Guided Network (Li et al., IEEE TIP 2020), ordered small to large.
+
+    DGNConfig        every size and choice, stored in each checkpoint
+    EncoderDecoder   the 24-layer layout of the paper's Tables I-II (SRN-DeblurNet style)
+    DepthRefinement  G_D:  D_r = D_b + G_D(D_b, B)                   (Eq. 1)
+    Deblur           G_B:  I   = B   + G_B(B, D_r)                   (Eq. 2, Eq. 9 for video)
+    DGN              both branches; pads any H x W to a multiple of 4 and crops back
+
+Conventions: images in [-1, 1], depth = normalised inverse depth in [0, 1] (1 = nearest).
+
+Choices where the paper is silent (all configurable in DGNConfig):
+- Conv1 and Conv24 use `io_kernel_size` = 5 (a wider first look at the blur for ~3k params);
+  every other conv is `kernel_size` = 3. Upconvs are 4x4 transposed convs, stride 2.
+- tanh sits on the branch output (after Conv24), before the residual sum, so each branch
+  predicts a bounded correction; the sum itself is not clamped (the engine clamps outputs).
+- The SFT layer follows Conv1's leaky ReLU; its condition convs are 32 wide (`sft_chs`).
+- `baseline`: no depth branch and no SFT; four extra residual blocks between Conv9 and
+  Upconv16 (paper Sec. V-B). The paper says they make the baseline "similar in size" to DGN
+  but not how wide they are: plain 128-wide blocks would leave it ~25 % smaller, so each extra
+  block widens to `baseline_extra_mid_chs` = 288 inside, which matches DGN's total to 0.1 %.
+- `concat` (Table X): the guidance is concatenated to each branch's input instead of SFT.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgn_cli.models.blocks import ConvAct, ResBlock, SFTLayer, UpConvAct, conv
+
+VARIANTS = ("dgn", "baseline", "concat")
+PAD_MULTIPLE = 4  # two stride-2 stages
+
+
+@dataclass(frozen=True)
+class DGNConfig:
+    """Architecture of a DGN checkpoint; saved as JSON in every checkpoint's metadata."""
+
+    variant: str = "dgn"  # dgn | baseline | concat
+    frames: int = 1  # 1 = image model, 5 = video model (frames t-2 .. t+2 stacked)
+    image_chs: int = 3
+    widths: tuple[int, int, int] = (32, 64, 128)
+    kernel_size: int = 3
+    io_kernel_size: int = 5  # Conv1 and Conv24
+    blocks_per_scale: int = 3  # Res2-4, Res6-8, Res17-19, Res21-23
+    bottom_blocks: int = 6  # Res10-15
+    sft_chs: int = 32
+    baseline_extra_blocks: int = 4
+    baseline_extra_mid_chs: int = 288
+    slope: float = 0.2
+    extra: dict = field(default_factory=dict)  # free-form notes (kept, never interpreted)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown DGN variant {self.variant!r}; choose one of {VARIANTS}")
+        if self.frames < 1 or self.frames % 2 == 0:
+            raise ValueError(
+                f"frames must be odd and positive (centre frame restored), got {self.frames}"
+            )
+        if len(self.widths) != 3:
+            raise ValueError(f"widths needs three numbers (one per scale), got {self.widths}")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+
+    @property
+    def uses_depth(self) -> bool:
+        return self.variant != "baseline"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DGNConfig:
+        return cls(**json.loads(text))
+
+
+class DGNOutput(NamedTuple):
+    image: torch.Tensor  # (B, 3, H, W), [-1, 1] up to the residual's overshoot
+    depth: torch.Tensor | None  # refined depth D_r (B, 1, H, W); None for the baseline
+
+
+class EncoderDecoder(nn.Module):
+    """Conv1 -> [SFT] -> Res2-4 -> Conv5 -> Res6-8 -> Conv9 -> Res10-15 [-> extra] ->
+    Upconv16 (+Res8) -> Res17-19 -> Upconv20 (+Res4) -> Res21-23 -> Conv24 -> tanh.
+
+    (B, in_chs, H, W) -> (B, out_chs, H, W) in [-1, 1]; H and W multiples of 4.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        cfg: DGNConfig,
+        guide_chs: int | None = None,
+        extra_blocks: int = 0,
+    ):
+        super().__init__()
+        w1, w2, w3 = cfg.widths
+        k, s = cfg.kernel_size, cfg.slope
+
+        def res(chs: int, n: int, mid: int | None = None) -> nn.Sequential:
+            return nn.Sequential(*(ResBlock(chs, k, mid, s) for _ in range(n)))
+
+        self.conv1 = ConvAct(in_chs, w1, cfg.io_kernel_size, slope=s)
+        self.sft = SFTLayer(guide_chs, w1, cfg.sft_chs, k, s) if guide_chs else None
+        self.res2_4 = res(w1, cfg.blocks_per_scale)
+        self.conv5 = ConvAct(w1, w2, k, stride=2, slope=s)
+        self.res6_8 = res(w2, cfg.blocks_per_scale)
+        self.conv9 = ConvAct(w2, w3, k, stride=2, slope=s)
+        self.res10_15 = res(w3, cfg.bottom_blocks)
+        self.res_extra = res(w3, extra_blocks, cfg.baseline_extra_mid_chs) if extra_blocks else None
+        self.upconv16 = UpConvAct(w3, w2, s)
+        self.res17_19 = res(w2, cfg.blocks_per_scale)
+        self.upconv20 = UpConvAct(w2, w1, s)
+        self.res21_23 = res(w1, cfg.blocks_per_scale)
+        self.conv24 = conv(w1, out_chs, cfg.io_kernel_size)
+
+    def forward(self, x: torch.Tensor, guidance: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.conv1(x)  # (B, w1, H, W)
+        if self.sft is not None:
+            features = self.sft(features, guidance)
+        skip_full = self.res2_4(features)  # (B, w1, H, W)
+        skip_half = self.res6_8(self.conv5(skip_full))  # (B, w2, H/2, W/2)
+        bottom = self.res10_15(self.conv9(skip_half))  # (B, w3, H/4, W/4)
+        if self.res_extra is not None:
+            bottom = self.res_extra(bottom)
+        up_half = self.res17_19(self.upconv16(bottom) + skip_half)
+        up_full = self.res21_23(self.upconv20(up_half) + skip_full)
+        return torch.tanh(self.conv24(up_full))
+
+
+class DepthRefinement(nn.Module):
+    """G_D: refines the initial depth D_b (B, 1, H, W) guided by the blurred centre frame."""
+
+    def __init__(self, cfg: DGNConfig):
+        super().__init__()
+        self.concat = cfg.variant == "concat"
+        in_chs = 1 + (cfg.image_chs if self.concat else 0)
+        guide = None if self.concat else cfg.image_chs
+        self.net = EncoderDecoder(in_chs, 1, cfg, guide_chs=guide)
+
+    def forward(self, depth: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        if self.concat:
+            return depth + self.net(torch.cat([depth, image], dim=1))
+        return depth + self.net(depth, image)
+
+
+class Deblur(nn.Module):
+    """G_B: restores the centre frame from `frames` stacked frames (B, 3*frames, H, W),
+    guided by the refined depth (B, 1, H, W) unless the variant is the no-depth baseline."""
+
+    def __init__(self, cfg: DGNConfig):
+        super().__init__()
+        self.variant = cfg.variant
+        self.image_chs = cfg.image_chs
+        self.centre = cfg.frames // 2
+        in_chs = cfg.image_chs * cfg.frames + (1 if cfg.variant == "concat" else 0)
+        guide = 1 if cfg.variant == "dgn" else None
+        extra = cfg.baseline_extra_blocks if cfg.variant == "baseline" else 0
+        self.net = EncoderDecoder(in_chs, cfg.image_chs, cfg, guide_chs=guide, extra_blocks=extra)
+
+    def centre_frame(self, frames: torch.Tensor) -> torch.Tensor:
+        start = self.centre * self.image_chs
+        return frames[:, start : start + self.image_chs]
+
+    def forward(self, frames: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
+        if self.variant == "concat":
+            correction = self.net(torch.cat([frames, depth], dim=1))
+        elif self.variant == "dgn":
+            correction = self.net(frames, depth)
+        else:
+            correction = self.net(frames)
+        return self.centre_frame(frames) + correction
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if not (pad_h or pad_w):
+        return x
+    # Reflection needs the pad to be smaller than the side; tiny inputs fall back to replicate.
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+class DGN(nn.Module):
+    """Depth Guided Network: (blurred frames, initial depth) -> (deblurred image, refined depth).
+
+    frames: (B, 3*cfg.frames, H, W) in [-1, 1], any H x W; depth: (B, 1, H, W) in [0, 1]
+    (ignored, and may be None, for the baseline).
+    """
+
+    def __init__(self, cfg: DGNConfig | None = None):
+        super().__init__()
+        self.config = cfg or DGNConfig()
+        self.refinement = DepthRefinement(self.config) if self.config.uses_depth else None
+        self.deblur = Deblur(self.config)
+
+    def forward(self, frames: torch.Tensor, depth: torch.Tensor | None = None) -> DGNOutput:
+        h, w = frames.shape[-2:]
+        frames = _pad_to_multiple(frames, PAD_MULTIPLE)
+        if self.refinement is None:
+            image = self.deblur(frames)
+            return DGNOutput(image[..., :h, :w], None)
+        if depth is None:
+            raise ValueError("this DGN variant needs the initial depth map (B, 1, H, W)")
+        depth = _pad_to_multiple(depth, PAD_MULTIPLE)
+        refined = self.refinement(depth, self.deblur.centre_frame(frames))
+        image = self.deblur(frames, refined)
+        return DGNOutput(image[..., :h, :w], refined[..., :h, :w])
+
+
+def parameter_counts(model: DGN) -> dict[str, int]:
+    """Parameters per branch: {"refinement", "deblurring", "total"} (refinement 0 for baseline)."""
+
+    def count(module: nn.Module | None) -> int:
+        return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+    counts = {"refinement": count(model.refinement), "deblurring": count(model.deblur)}
+    counts["total"] = counts["refinement"] + counts["deblurring"]
+    return counts

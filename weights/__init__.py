@@ -1,0 +1,1 @@
+"""The checkpoints the project ships, installed as package data `dgn_cli._weights`."""
