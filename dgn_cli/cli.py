@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from dgn_cli import __version__
-from dgn_cli.commands import benchmark, depth, image, train, video
+from dgn_cli.commands import benchmark, data, depth, image, train, video, weights
 
 app = typer.Typer(
     name="dgn",
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for module in (image, video, depth, train, benchmark):
+for module in (image, video, depth, train, benchmark, weights, data):
     module.register(app)
 
 

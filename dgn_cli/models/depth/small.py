@@ -1,0 +1,76 @@
+"""The project's own small monocular depth network (trained on synthetic data with exact depth).
+
+A compact U-Net: four scales (widths 16/32/64/128 by default), two 3x3 convs per scale,
+bilinear upsampling with concatenated skips, sigmoid output. It predicts the project's depth
+convention directly: normalised inverse depth in [0, 1], 1 = nearest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SmallDepthConfig:
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    slope: float = 0.2
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SmallDepthConfig:
+        return cls(**json.loads(text))
+
+
+def _double_conv(in_chs: int, out_chs: int, slope: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_chs, out_chs, 3, padding=1),
+        nn.LeakyReLU(slope),
+        nn.Conv2d(out_chs, out_chs, 3, padding=1),
+        nn.LeakyReLU(slope),
+    )
+
+
+class SmallDepthNet(nn.Module):
+    """(B, 3, H, W) RGB in [0, 1], any H x W -> (B, 1, H, W) normalised inverse depth in [0, 1]."""
+
+    def __init__(self, cfg: SmallDepthConfig | None = None):
+        super().__init__()
+        self.config = cfg or SmallDepthConfig()
+        widths, slope = self.config.widths, self.config.slope
+        self.down = nn.ModuleList()
+        in_chs = 3
+        for w in widths:
+            self.down.append(_double_conv(in_chs, w, slope))
+            in_chs = w
+        self.up = nn.ModuleList(
+            _double_conv(widths[i + 1] + widths[i], widths[i], slope)
+            for i in reversed(range(len(widths) - 1))
+        )
+        self.head = nn.Conv2d(widths[0], 1, 3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        multiple = 2 ** (len(self.down) - 1)
+        pad_h, pad_w = -h % multiple, -w % multiple
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        x = F.pad(image * 2 - 1, (0, pad_w, 0, pad_h), mode=mode)
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = F.avg_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return torch.sigmoid(self.head(x))[..., :h, :w]
