@@ -1,0 +1,257 @@
+"""Torch datasets for training and evaluation.
+
+Both datasets return dicts of float32 tensors:
+  "blur"  (3 * frames, S, S) in [-1, 1], frames t-2..t+2 stacked in time order for frames = 5;
+  "sharp" (3, S, S) in [-1, 1], the sharp centre frame;
+  "depth" (1, S, S) in [0, 1], reference depth of the sharp centre frame (1 = nearest);
+  "depth_init" (1, S, S) in [0, 1] (PairedFolderDataset with an estimator): the estimator's
+  depth of the blurred centre frame.
+Items are pure functions of (seed, index) (and the epoch, for PairedFolderDataset's random
+crops), so a trainer can resume bit-exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from dgn_cli.data.augment import (
+    Geometric,
+    add_noise,
+    random_crop_box,
+    to_tensor_01,
+    to_tensor_pm1,
+)
+from dgn_cli.data.gopro import (
+    DepthCache,
+    Sequence,
+    discover,
+    prepare_depth_cache,
+    read_depth01,
+    read_rgb01,
+)
+from dgn_cli.data.synth import PhotoBank, SynthConfig, render_sequence, sample_seed
+from dgn_cli.errors import InputError
+
+
+def _check_frames(frames: int) -> None:
+    if frames < 1 or frames % 2 == 0:
+        raise ValueError(f"frames must be a positive odd number (1 or 5), got {frames}")
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
+
+
+class SynthDataset(Dataset):
+    """Depth-aware synthetic blur rendered on the fly at size x size.
+
+    Item i renders sequence `sample_seed(seed, i)` (the same scene `dgn data synth --seed seed`
+    writes as sequence i), so it is a pure function of (seed, i) and never of the epoch.
+    With augment=True it applies the same flips / +-90 degree rotation to blur, sharp and depth.
+    No extra noise is added: the renderer already put Gaussian noise (cfg.noise_sigma, 0.01 by
+    default) on the blurred frames, and adding it again would double it.
+    """
+
+    def __init__(
+        self,
+        photos_dir: str | Path,
+        length: int,
+        frames: int = 1,
+        size: int = 256,
+        seed: int = 0,
+        augment: bool = True,
+        cfg: SynthConfig | None = None,
+    ):
+        _check_frames(frames)
+        self.bank = PhotoBank(photos_dir)
+        self.length, self.frames, self.size = int(length), frames, int(size)
+        self.seed, self.augment = int(seed), augment
+        self.cfg = cfg or SynthConfig()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Accepted for symmetry with PairedFolderDataset; items do not depend on the epoch."""
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        s, k = self.size, self.frames
+        out = render_sequence(self.bank, sample_seed(self.seed, i), s, s, k, self.cfg)
+        c = k // 2
+        blur = out["blur"].transpose(1, 2, 0, 3).reshape(s, s, 3 * k)  # frames in time order
+        sharp, depth = out["sharp"][c], out["depth"][c]
+        if self.augment:
+            geo = Geometric.draw(_rng(self.seed, i, 0xA06))
+            blur, sharp, depth = geo(blur), geo(sharp), geo(depth)
+        return {
+            "blur": to_tensor_pm1(blur.astype(np.float32) / 255.0),
+            "sharp": to_tensor_pm1(sharp.astype(np.float32) / 255.0),
+            "depth": to_tensor_01(depth),
+        }
+
+
+def reflect_index(i: int, n: int) -> int:
+    """Index i reflected into [0, n) without repeating the edge (-1 -> 1, n -> n - 2)."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    i = i % period
+    return i if i < n else period - i
+
+
+class PairedFolderDataset(Dataset):
+    """Blurred/sharp pairs (or 5-frame windows) from GOPRO, REDS-like or flat folders.
+
+    Item i is frame t of one sequence; with frames = 5 its input is frames t-2..t+2 of that
+    sequence (reflected at the ends: t = 0 uses 2, 1, 0, 1, 2). With `crop` the same random
+    crop x crop window is taken from every map; with augment=True the same flips / +-90 degree
+    rotation follow, then Gaussian noise (sigma `noise_sigma`) on the blurred frames only.
+    All of it is drawn from (seed, i, epoch); call `set_epoch` each epoch. crop=None returns
+    whole frames (evaluation).
+
+    Depth: "depth" comes from depth/ when the dataset has it, else from `depth_estimator` on the
+    sharp frame; "depth_init" comes from `depth_estimator` on the blurred frame. Both are
+    computed once, on full frames, when the dataset is built, and cached as 16-bit PNGs (see
+    `dgn_cli.data.gopro`); the estimator is not kept (workers never run it). Without depth/ and
+    without an estimator the dataset refuses, unless require_depth=False (then items carry no
+    "depth", e.g. for the no-depth baseline).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        frames: int = 1,
+        crop: int | None = 256,
+        augment: bool = True,
+        seed: int = 0,
+        depth_estimator: nn.Module | None = None,
+        cache_dir: str | Path | None = None,
+        noise_sigma: float = 0.01,
+        require_depth: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ):
+        _check_frames(frames)
+        self.root = Path(root)
+        self.split, self.frames, self.crop = split, frames, crop
+        self.augment, self.seed, self.noise_sigma = augment, int(seed), noise_sigma
+        self.epoch = 0
+        self.layout, self.sequences = discover(self.root, split)
+        self.items = [(si, t) for si, seq in enumerate(self.sequences) for t in range(len(seq))]
+        self.cache: DepthCache | None = None
+        self.computed_depth_maps = 0
+        if depth_estimator is not None:
+            self.cache, self.computed_depth_maps = prepare_depth_cache(
+                self.root, split, self.sequences, depth_estimator, cache_dir, progress
+            )
+        elif require_depth:
+            lacking = [s for s in self.sequences if s.depth is None]
+            if lacking:
+                where = lacking[0].sharp[0].parent
+                raise InputError(
+                    f"{where}: no depth/ folder beside the frames; pass a depth estimator "
+                    "(--depth-model) to compute and cache reference depth"
+                )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def frame_name(self, i: int) -> str:
+        """'SEQ/stem' of item i's centre frame (for reports and saved outputs)."""
+        si, t = self.items[i]
+        seq = self.sequences[si]
+        return f"{seq.name}/{seq.sharp[t].stem}" if seq.name else seq.sharp[t].stem
+
+    def _depth_path(self, seq: Sequence, t: int) -> Path | None:
+        if seq.depth is not None:
+            return seq.depth[t]
+        return self.cache.path(seq, "depth", t) if self.cache is not None else None
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < len(self.items):
+            raise IndexError(i)
+        si, t = self.items[i]
+        seq = self.sequences[si]
+        half = self.frames // 2
+        window = [reflect_index(t + o, len(seq)) for o in range(-half, half + 1)]
+        blur = np.concatenate([read_rgb01(seq.blur[j]) for j in window], axis=2)
+        maps = {"blur": blur, "sharp": read_rgb01(seq.sharp[t])}
+        dpath = self._depth_path(seq, t)
+        if dpath is not None:
+            maps["depth"] = read_depth01(dpath)[..., None]
+        if self.cache is not None:
+            maps["depth_init"] = read_depth01(self.cache.path(seq, "depth_init", t))[..., None]
+        h, w = maps["sharp"].shape[:2]
+        for key, m in maps.items():
+            if m.shape[:2] != (h, w):
+                raise InputError(
+                    f"{seq.sharp[t]}: {key} is {m.shape[1]}x{m.shape[0]} but the sharp frame is "
+                    f"{w}x{h}; all frames of a sequence must have the same size"
+                )
+
+        rng = _rng(self.seed, i, self.epoch, 0xC0)
+        if self.crop is not None:
+            if h < self.crop or w < self.crop:
+                raise InputError(
+                    f"{seq.sharp[t]}: frame is {w}x{h}, smaller than the {self.crop}px crop; "
+                    "use a smaller crop"
+                )
+            y, x = random_crop_box(rng, h, w, self.crop)
+            maps = {k: m[y : y + self.crop, x : x + self.crop] for k, m in maps.items()}
+        if self.augment:
+            hh, ww = maps["sharp"].shape[:2]
+            geo = Geometric.draw(rng, square=hh == ww)
+            maps = {k: geo(m) for k, m in maps.items()}
+            if self.noise_sigma > 0:
+                maps["blur"] = add_noise(maps["blur"], rng, self.noise_sigma)
+        out = {"blur": to_tensor_pm1(maps["blur"]), "sharp": to_tensor_pm1(maps["sharp"])}
+        for key in ("depth", "depth_init"):
+            if key in maps:
+                out[key] = to_tensor_01(maps[key])
+        return out
+
+
+def worker_init(_worker_id: int) -> None:
+    """Keep each DataLoader worker on one thread (OpenCV and torch would otherwise each start
+    a thread per core and fight over the 2 cores the workers already fill)."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 4,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    num_workers: int = 2,
+    drop_last: bool = True,
+) -> DataLoader:
+    """A DataLoader whose order is a pure function of (seed, epoch): `num_workers` processes
+    (2 keeps 2 cores busy) with one thread each, pinned memory when CUDA is present."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=gen,
+        num_workers=num_workers,
+        worker_init_fn=worker_init if num_workers > 0 else None,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+    )

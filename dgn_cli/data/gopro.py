@@ -1,0 +1,239 @@
+"""Paired blurred/sharp folders on disk: layout discovery, image reading, the depth cache.
+
+Three layouts are read (S = split, e.g. train or test):
+
+- GOPRO_Large:  ROOT/S/SEQ/{blur,sharp}/*.png   (optional ROOT/S/SEQ/depth/*.png)
+- REDS-like:    ROOT/S/{blur,sharp}/SEQ/*.png   (optional ROOT/S/depth/SEQ/*.png)
+- flat:         ROOT/{blur,sharp}/*.png or ROOT/S/{blur,sharp}/*.png (one sequence)
+
+Frames are paired by file stem and ordered by name. depth/ files are 16-bit PNGs of normalised
+inverse depth (value / 65535, 1 = nearest), as `dgn data synth` writes them.
+
+Datasets without depth/ get their depth from an estimator, computed once on full frames and
+cached as 16-bit PNGs under CACHE/<estimator key>/<split>/<seq>/{depth,depth_init}/<stem>.png,
+where CACHE is ROOT/.dgn-depth-cache or a folder of the caller's choice. The key is a hash of
+the estimator's class, name and weights, so another estimator (or other weights) never reads
+stale maps: it gets its own folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgn_cli.data.synth import depth_to_u16, write_png
+from dgn_cli.errors import InputError, OutputError
+from dgn_cli.fsutil import write_text_atomic
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+CACHE_NAME = ".dgn-depth-cache"
+
+
+@dataclass
+class Sequence:
+    """One sequence: aligned frame lists (ordered by name). `depth` is None without depth/."""
+
+    name: str
+    blur: list[Path]
+    sharp: list[Path]
+    depth: list[Path] | None = None
+
+    def __len__(self) -> int:
+        return len(self.sharp)
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    return {
+        p.stem: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    }
+
+
+def _pair(name: str, blur_dir: Path, sharp_dir: Path, depth_dir: Path) -> Sequence:
+    blur, sharp = _images(blur_dir), _images(sharp_dir)
+    for a, b, da, db in ((blur, sharp, blur_dir, sharp_dir), (sharp, blur, sharp_dir, blur_dir)):
+        missing = sorted(set(a) - set(b))
+        if missing:
+            raise InputError(
+                f"{da / a[missing[0]].name}: no matching frame in {db} "
+                f"({len(missing)} unpaired); every blurred frame needs a sharp one of the same name"
+            )
+    stems = sorted(sharp)
+    depth = None
+    if depth_dir.is_dir():
+        dmap = _images(depth_dir)
+        missing = [s for s in stems if s not in dmap]
+        if missing:
+            raise InputError(
+                f"{depth_dir}: no depth map for frame {missing[0]!r} ({len(missing)} missing); "
+                "complete depth/ or remove it to use a depth estimator"
+            )
+        depth = [dmap[s] for s in stems]
+    return Sequence(name, [blur[s] for s in stems], [sharp[s] for s in stems], depth)
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
+def discover(root: str | Path, split: str = "train") -> tuple[str, list[Sequence]]:
+    """Find the sequences of `split` under `root`. Returns (layout, sequences) with layout one
+    of "gopro", "reds", "flat"."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: dataset folder not found")
+    if (root / split).is_dir():
+        base = root / split
+    elif (root / "blur").is_dir() and (root / "sharp").is_dir():
+        base = root
+    else:
+        raise InputError(
+            f"{root}: no {split}/ folder and no blur/ + sharp/ folders; expected "
+            f"{split}/SEQ/{{blur,sharp}}/*.png (GOPRO), {split}/{{blur,sharp}}/SEQ/*.png (REDS) "
+            "or {blur,sharp}/*.png"
+        )
+    seqs: list[Sequence] = []
+    if (base / "blur").is_dir() and (base / "sharp").is_dir():
+        if _has_images(base / "blur"):
+            layout = "flat"
+            seqs.append(_pair("", base / "blur", base / "sharp", base / "depth"))
+        else:
+            layout = "reds"
+            for sub in sorted(p for p in (base / "blur").iterdir() if p.is_dir()):
+                sharp_dir = base / "sharp" / sub.name
+                if not sharp_dir.is_dir():
+                    raise InputError(f"{sub}: no matching folder {sharp_dir}")
+                seqs.append(_pair(sub.name, sub, sharp_dir, base / "depth" / sub.name))
+    else:
+        layout = "gopro"
+        for sub in sorted(p for p in base.iterdir() if p.is_dir()):
+            if (sub / "blur").is_dir() and (sub / "sharp").is_dir():
+                seqs.append(_pair(sub.name, sub / "blur", sub / "sharp", sub / "depth"))
+    seqs = [s for s in seqs if len(s)]
+    if not seqs:
+        raise InputError(
+            f"{base}: no blurred/sharp image pairs found (expected SEQ/{{blur,sharp}}/*.png, "
+            "{blur,sharp}/SEQ/*.png or {blur,sharp}/*.png)"
+        )
+    return layout, seqs
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def read_rgb01(path: Path) -> np.ndarray:
+    """Any 8/16-bit, grey/RGB/RGBA image -> (H, W, 3) float32 RGB in [0, 1]."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{path}: cannot read this image (missing or corrupt)")
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img.astype(np.float32) / np.float32(scale)
+
+
+def read_depth01(path: Path) -> np.ndarray:
+    """A 16-bit (value / 65535) or 8-bit (value / 255) depth PNG -> (H, W) float32 in [0, 1]."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{path}: cannot read this depth map (missing or corrupt)")
+    if img.ndim == 3:
+        img = img[..., 0]
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    return img.astype(np.float32) / np.float32(scale)
+
+
+# --------------------------------------------------------------------------------------------
+# depth cache
+
+
+def estimator_key(estimator: nn.Module) -> str:
+    """A short hash of the estimator's class, name, kind and weights."""
+    h = hashlib.sha256()
+    ident = [type(estimator).__qualname__, str(getattr(estimator, "kind", "")),
+             str(getattr(estimator, "name", ""))]  # fmt: skip
+    h.update("|".join(ident).encode())
+    for k, v in sorted(estimator.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def estimate_depth(estimator: nn.Module, rgb01: np.ndarray) -> np.ndarray:
+    """(H, W, 3) [0, 1] -> (H, W) [0, 1] with the estimator on its own device."""
+    p = next(iter(estimator.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    x = torch.from_numpy(np.ascontiguousarray(rgb01.transpose(2, 0, 1)))[None].to(device)
+    d = estimator(x.float())
+    if d.shape[-2:] != x.shape[-2:]:
+        d = F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return d[0, 0].clamp(0, 1).float().cpu().numpy()
+
+
+@dataclass
+class DepthCache:
+    """Where one estimator's depth maps of one dataset split live."""
+
+    folder: Path
+
+    def path(self, seq: Sequence, kind: str, frame: int) -> Path:
+        return self.folder / (seq.name or "_") / kind / f"{seq.sharp[frame].stem}.png"
+
+
+def prepare_depth_cache(
+    root: Path,
+    split: str,
+    seqs: list[Sequence],
+    estimator: nn.Module,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[DepthCache, int]:
+    """Compute (once) the missing cached maps: "depth_init" from every blurred frame, and
+    "depth" from every sharp frame of sequences without depth/. Returns (cache, computed)."""
+    key = estimator_key(estimator)
+    base = Path(cache_dir) if cache_dir is not None else Path(root) / CACHE_NAME
+    cache = DepthCache(base / key / split)
+    jobs = []
+    for seq in seqs:
+        for i in range(len(seq)):
+            jobs.append((cache.path(seq, "depth_init", i), seq.blur[i]))
+            if seq.depth is None:
+                jobs.append((cache.path(seq, "depth", i), seq.sharp[i]))
+    todo = [(t, src) for t, src in jobs if not t.exists()]
+    if todo:
+        try:
+            cache.folder.mkdir(parents=True, exist_ok=True)
+            meta = {"estimator": type(estimator).__qualname__,
+                    "name": str(getattr(estimator, "name", "")), "key": key}  # fmt: skip
+            write_text_atomic(cache.folder.parent / "estimator.json", json.dumps(meta) + "\n")
+        except OSError as e:
+            raise OutputError(
+                f"{base}: cannot write the depth cache ({e.strerror}); pass a writable cache_dir"
+            ) from None
+    was_training = estimator.training
+    estimator.eval()
+    try:
+        for n, (target, src) in enumerate(todo):
+            write_png(target, depth_to_u16(estimate_depth(estimator, read_rgb01(src))))
+            if progress is not None:
+                progress(n + 1, len(todo))
+    finally:
+        estimator.train(was_training)
+    return cache, len(todo)

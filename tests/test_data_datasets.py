@@ -1,0 +1,253 @@
+"""SynthDataset and PairedFolderDataset: layouts, windows, augmentation, depth cache."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dgn_cli.data.datasets import (
+    PairedFolderDataset,
+    SynthDataset,
+    make_loader,
+    reflect_index,
+)
+from dgn_cli.data.synth import PhotoBank, write_split
+from dgn_cli.errors import InputError
+
+
+def _photos(folder, n=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        img = cv2.GaussianBlur(rng.random((90, 120, 3)).astype(np.float32), (0, 0), 2)
+        img = (img - img.min()) / (img.max() - img.min())
+        cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
+    return folder
+
+
+def _frame(value: int, h=20, w=24) -> np.ndarray:
+    """An asymmetric test image whose mean encodes `value` (so flips/rotations are visible)."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    img = np.stack([(xs * 3) % 50, (ys * 5) % 50, (xs + 2 * ys) % 50], axis=2) + value
+    return img.astype(np.uint8)
+
+
+def _write(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+
+
+def make_tree(root, layout: str, seqs=(("a", 3), ("b", 4)), depth=True, h=20, w=24):
+    """Tiny dataset: blurred frame j of sequence s has mean ~ 10*j + 100*s; sharp is the same
+    image (so a test can see which frame went where); depth is a 16-bit copy of channel 0
+    as stored (OpenCV writes BGR, so the blue channel)."""
+    for si, (name, n) in enumerate(seqs):
+        for j in range(n):
+            img = _frame(10 * j + 100 * si, h, w)
+            dep = (img[..., 0].astype(np.float64) / 255 * 65535).astype(np.uint16)
+            stem = f"{j:06d}.png"
+            if layout == "gopro":
+                dirs = {k: root / "train" / name / k for k in ("blur", "sharp", "depth")}
+            elif layout == "reds":
+                dirs = {k: root / "train" / k / name for k in ("blur", "sharp", "depth")}
+            else:
+                dirs = {k: root / k for k in ("blur", "sharp", "depth")}
+                stem = f"{name}{j:06d}.png"
+            _write(dirs["blur"] / stem, img)
+            _write(dirs["sharp"] / stem, img)
+            if depth:
+                _write(dirs["depth"] / stem, dep)
+    return root
+
+
+def test_reflect_index():
+    assert [reflect_index(i, 4) for i in range(-3, 7)] == [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+    assert [reflect_index(i, 1) for i in (-2, 0, 2)] == [0, 0, 0]
+    assert [reflect_index(i, 2) for i in (-2, -1, 0, 1, 2, 3)] == [0, 1, 0, 1, 0, 1]
+
+
+# ---------------------------------------------------------------------------- SynthDataset
+
+
+def test_synth_dataset_items(tmp_path):
+    photos = _photos(tmp_path / "photos")
+    ds = SynthDataset(photos, length=4, frames=5, size=32, seed=7)
+    item = ds[1]
+    assert set(item) == {"blur", "sharp", "depth"}
+    assert item["blur"].shape == (15, 32, 32) and item["sharp"].shape == (3, 32, 32)
+    assert item["depth"].shape == (1, 32, 32)
+    for v in item.values():
+        assert v.dtype == torch.float32
+    assert item["blur"].min() >= -1 and item["blur"].max() <= 1
+    assert item["depth"].min() >= 0 and item["depth"].max() <= 1
+    again = SynthDataset(photos, length=4, frames=5, size=32, seed=7)
+    ds.set_epoch(3)  # no effect: items depend on (seed, i) only
+    for k in item:
+        assert torch.equal(item[k], again[1][k]) and torch.equal(item[k], ds[1][k])
+    assert not torch.equal(ds[2]["blur"], item["blur"])
+    with pytest.raises(IndexError):
+        ds[4]
+
+
+def test_synth_dataset_matches_written_split(tmp_path):
+    photos = _photos(tmp_path / "photos")
+    ds = SynthDataset(photos, length=2, frames=1, size=24, seed=5, augment=False)
+    write_split(tmp_path / "out", PhotoBank(photos), "train", 2, 24, 24, seed=5)
+    disk = PairedFolderDataset(tmp_path / "out", crop=None, augment=False)
+    for i in range(2):
+        a, b = ds[i], disk[i]
+        assert torch.equal(a["blur"], b["blur"]) and torch.equal(a["sharp"], b["sharp"])
+        assert torch.allclose(a["depth"], b["depth"], atol=1 / 65535)
+
+
+def _dihedral(x: torch.Tensor):
+    """All 8 flips/rotations of a (C, H, W) tensor."""
+    out = []
+    for k in range(4):
+        r = torch.rot90(x, k, dims=(1, 2))
+        out += [r, torch.flip(r, dims=(2,))]
+    return out
+
+
+def test_synth_dataset_augment_is_shared(tmp_path):
+    photos = _photos(tmp_path / "photos")
+    plain = SynthDataset(photos, length=6, frames=1, size=24, seed=2, augment=False)
+    aug = SynthDataset(photos, length=6, frames=1, size=24, seed=2, augment=True)
+    changed = 0
+    for i in range(6):
+        p, a = plain[i], aug[i]
+        options = list(zip(*(_dihedral(p[k]) for k in ("blur", "sharp", "depth")), strict=True))
+        target = (a["blur"], a["sharp"], a["depth"])
+        matches = [
+            n
+            for n, opt in enumerate(options)
+            if all(torch.equal(x, y) for x, y in zip(opt, target, strict=True))
+        ]
+        assert matches, f"item {i}: blur/sharp/depth were not transformed alike"
+        changed += 0 not in matches
+    assert changed >= 2
+
+
+# ---------------------------------------------------------------------- PairedFolderDataset
+
+
+@pytest.mark.parametrize("layout", ["gopro", "reds", "flat"])
+def test_layouts(tmp_path, layout):
+    root = make_tree(tmp_path / layout, layout)
+    ds = PairedFolderDataset(root, frames=1, crop=16, augment=False)
+    assert ds.layout == layout and len(ds) == 7
+    item = ds[0]
+    assert set(item) == {"blur", "sharp", "depth"}
+    assert item["blur"].shape == (3, 16, 16) and item["depth"].shape == (1, 16, 16)
+    assert item["blur"].min() >= -1 and item["blur"].max() <= 1
+    assert 0 <= item["depth"].min() and item["depth"].max() <= 1
+    # depth/ is read as value / 65535: here it is a copy of channel 0 on disk (BGR: blue)
+    blue01 = (item["sharp"][2] + 1) / 2
+    assert torch.allclose(item["depth"][0], blue01, atol=2e-4)
+    full = PairedFolderDataset(root, crop=None, augment=False)[0]
+    assert full["sharp"].shape == (3, 20, 24)
+
+
+def test_five_frame_windows_reflect_at_ends(tmp_path):
+    root = make_tree(tmp_path / "g", "gopro", seqs=(("a", 3), ("b", 4)))
+    ds = PairedFolderDataset(root, frames=5, crop=None, augment=False)
+    base_mean = float(_frame(0).mean()) / 255
+
+    def frames_of(i):
+        blur = (ds[i]["blur"] + 1) / 2
+        means = [float(blur[3 * k : 3 * k + 3].mean()) - base_mean for k in range(5)]
+        return [round(m * 255) for m in means]
+
+    # sequence a (3 frames, values 0, 10, 20); sequence b (4 frames, 100..130): never mixed
+    assert frames_of(0) == [20, 10, 0, 10, 20]
+    assert frames_of(1) == [10, 0, 10, 20, 10]
+    assert frames_of(2) == [0, 10, 20, 10, 0]
+    assert frames_of(3) == [120, 110, 100, 110, 120]
+    assert frames_of(6) == [110, 120, 130, 120, 110]
+    sharp = (ds[6]["sharp"] + 1) / 2
+    assert round((float(sharp.mean()) - base_mean) * 255) == 130
+    assert ds[0]["blur"].shape == (15, 20, 24)
+
+
+def test_augmentation_same_transform_and_noise(tmp_path):
+    root = make_tree(tmp_path / "g", "gopro")
+    ds = PairedFolderDataset(root, crop=16, augment=True, noise_sigma=0.0, seed=3)
+    kinds = set()
+    for i in range(len(ds)):
+        item = ds[i]
+        assert torch.equal(item["blur"], item["sharp"])  # blur == sharp on disk
+        assert torch.allclose(item["depth"][0], (item["sharp"][2] + 1) / 2, atol=2e-4)
+        kinds.add(item["sharp"][:, 0, :4].sum().item())
+    assert len(kinds) > 1
+    noisy = PairedFolderDataset(root, crop=16, augment=True, noise_sigma=0.01, seed=3)
+    item = noisy[2]
+    diff = (item["blur"] - item["sharp"]) / 2  # back to [0, 1] units
+    assert 0.007 < float(diff.std()) < 0.013
+    assert item["blur"].min() >= -1 and item["blur"].max() <= 1
+    assert torch.equal(noisy[2]["blur"], item["blur"])  # a pure function of (seed, i, epoch)
+    noisy.set_epoch(1)
+    assert not torch.equal(noisy[2]["blur"], item["blur"])
+
+
+def test_errors(tmp_path):
+    with pytest.raises(InputError, match="no train/ folder"):
+        PairedFolderDataset(tmp_path)
+    root = make_tree(tmp_path / "nodepth", "gopro", depth=False)
+    with pytest.raises(InputError, match="depth estimator"):
+        PairedFolderDataset(root)
+    assert "depth" not in PairedFolderDataset(root, crop=8, require_depth=False)[0]
+    (root / "train" / "a" / "sharp" / "000001.png").unlink()
+    with pytest.raises(InputError, match="000001.png: no matching frame"):
+        PairedFolderDataset(root, require_depth=False)
+    with pytest.raises(InputError, match="smaller than the 64px crop"):
+        PairedFolderDataset(make_tree(tmp_path / "t", "flat"), crop=64)[0]
+
+
+class CountingEstimator(nn.Module):
+    """Depth = brightness x scale; counts how many frames it saw."""
+
+    def __init__(self, scale=1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(scale))
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return (x.mean(dim=1, keepdim=True) * self.scale).clamp(0, 1)
+
+
+def test_depth_cache_computed_once_and_keyed_by_estimator(tmp_path):
+    root = make_tree(tmp_path / "g", "gopro", depth=False)
+    est = CountingEstimator()
+    ds = PairedFolderDataset(root, crop=None, augment=False, depth_estimator=est)
+    assert est.calls == 14 and ds.computed_depth_maps == 14  # 7 sharp + 7 blurred frames
+    item = ds[4]
+    assert set(item) == {"blur", "sharp", "depth", "depth_init"}
+    assert torch.allclose(item["depth"], ((item["sharp"] + 1) / 2).mean(0, keepdim=True), atol=1e-4)
+    # a second dataset with the same estimator reads the cache
+    again = PairedFolderDataset(root, crop=8, depth_estimator=est)
+    assert est.calls == 14 and again.computed_depth_maps == 0
+    # other weights: another cache folder, computed afresh
+    other = CountingEstimator(scale=0.5)
+    ds2 = PairedFolderDataset(root, crop=None, augment=False, depth_estimator=other)
+    assert other.calls == 14
+    assert torch.allclose(ds2[4]["depth"], item["depth"] * 0.5, atol=1e-4)
+    # with depth/ present only the initial depth is estimated; cache_dir is honoured
+    root2 = make_tree(tmp_path / "d", "reds", depth=True)
+    third = CountingEstimator()
+    ds3 = PairedFolderDataset(root2, depth_estimator=third, cache_dir=tmp_path / "cache", crop=8)
+    assert third.calls == 7 and "depth_init" in ds3[0]
+    assert list((tmp_path / "cache").rglob("depth_init/*.png"))
+
+
+def test_make_loader_batches(tmp_path):
+    root = make_tree(tmp_path / "g", "gopro")
+    ds = PairedFolderDataset(root, crop=16)
+    batch = next(iter(make_loader(ds, batch_size=2, num_workers=0)))
+    assert batch["blur"].shape == (2, 3, 16, 16)
+    order1 = [b["sharp"].sum().item() for b in make_loader(ds, 2, seed=1, num_workers=0)]
+    order2 = [b["sharp"].sum().item() for b in make_loader(ds, 2, seed=1, num_workers=0)]
+    assert order1 == order2
