@@ -1,12 +1,308 @@
-"""`dgn train`."""
+"""`dgn train`: the paper's training recipe; resumable, mixed precision, torchrun-ready.
+
+dgn train --data synth --task image --steps 20000 --out runs/image
+dgn train --data GOPRO_Large/ --task image --out runs/gopro --export dgn-image
+torchrun --nproc-per-node 4 -m dgn_cli train --data GOPRO_Large/ --out runs/gopro
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from click.core import ParameterSource
 
-from dgn_cli.commands.common import not_implemented
+from dgn_cli.commands.common import (
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    cli_errors,
+    err_console,
+    print_json,
+)
+from dgn_cli.errors import InputError
+
+
+class Task(StrEnum):
+    image = "image"
+    video = "video"
+    baseline = "baseline"
+    concat = "concat"
+    depth = "depth"
+
+
+class TrainPrecision(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class ExportDtype(StrEnum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+# CLI option name -> TrainConfig field, for the recipe options (checked again on --resume).
+RECIPE_OPTIONS = {
+    "task": "task",
+    "data": "data",
+    "photos": "photos",
+    "steps": "steps",
+    "batch_size": "batch_size",
+    "crop": "crop",
+    "lr": "lr",
+    "lr_final": "lr_final",
+    "weight_decay": "weight_decay",
+    "lambda_c": "lambda_c",
+    "lambda_p": "lambda_p",
+    "lambda_d": "lambda_d",
+    "lambda_grad": "lambda_grad",
+    "widths": "widths",
+    "depth_model": "depth_model",
+    "seed": "seed",
+    "val_count": "val_count",
+    "config": "model_overrides",
+}
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: give comma-separated integers, e.g. 32,64,128"
+        ) from None
+    if not widths or min(widths) < 1:
+        raise typer.BadParameter(f"{text!r}: widths must be positive")
+    return widths
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs (VALUE read as JSON when it parses, else as a string)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: use KEY=VALUE, e.g. blocks_per_scale=2")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _fmt_record(r: dict[str, Any]) -> str:
+    terms = " ".join(f"{k[5:]} {v:.4g}" for k, v in sorted(r.items()) if k.startswith("loss_"))
+    eta = time.strftime("%H:%M:%S", time.gmtime(r.get("eta_s", 0)))
+    return (
+        f"step {r['step']:>7}  loss {r['loss']:.4g} ({terms})  lr {r['lr']:.2e}  "
+        f"{r['samples_per_s']:.1f} samples/s  ETA {eta}"
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
-    def train() -> None:
-        """Train a DGN (image, video, baseline, concat) or the small depth estimator."""
-        raise not_implemented("train")
+    @cli_errors
+    def train(
+        ctx: typer.Context,
+        out: Annotated[Path, typer.Option("--out", help="run folder: checkpoint.pt, log.jsonl")],
+        data: Annotated[
+            str,
+            typer.Option("--data", help="'synth' (generated on the fly) or a GOPRO-layout folder"),
+        ] = "synth",
+        task: Annotated[Task, typer.Option("--task", help="what to train")] = Task.image,
+        steps: Annotated[
+            int, typer.Option("--steps", help="optimiser steps (paper: 600 GOPRO epochs = 315000)")
+        ] = 315_000,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", help="per process (x GPUs under torchrun)")
+        ] = 4,
+        crop: Annotated[int, typer.Option("--crop", help="training crop size")] = 256,
+        lr: Annotated[float, typer.Option("--lr", help="learning rate, first half")] = 1e-4,
+        lr_final: Annotated[float, typer.Option("--lr-final", help="lr at the last step")] = 1e-6,
+        weight_decay: Annotated[float, typer.Option("--weight-decay")] = 1e-4,
+        lambda_c: Annotated[float, typer.Option("--lambda-c", help="content loss weight")] = 1.0,
+        lambda_p: Annotated[
+            float, typer.Option("--lambda-p", help="perceptual (VGG-19 conv3_3) weight; 0 = off")
+        ] = 0.01,
+        lambda_d: Annotated[float, typer.Option("--lambda-d", help="depth loss weight")] = 1.0,
+        lambda_grad: Annotated[
+            float, typer.Option("--lambda-grad", help="depth task: gradient-matching weight")
+        ] = 0.5,
+        widths: Annotated[
+            str, typer.Option("--widths", help="DGN widths per scale (depth task: 4 widths)")
+        ] = "",
+        config: Annotated[
+            list[str],
+            typer.Option("--config", help="model config override KEY=VALUE (repeatable)"),
+        ] = [],  # noqa: B006 (typer needs a literal default)
+        photos: Annotated[
+            str, typer.Option("--photos", help="photos for --data synth")
+        ] = "data/photos",
+        depth_model: Annotated[
+            str,
+            typer.Option(
+                "--depth-model", help="frozen estimator for the initial depth, or 'exact'"
+            ),
+        ] = "dgn-depth-small",
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        val_count: Annotated[int, typer.Option("--val-count", help="validation images")] = 16,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="continue the run in --out exactly")
+        ] = False,
+        export: Annotated[
+            str | None, typer.Option("--export", help="write weights/NAME.safetensors at the end")
+        ] = None,
+        export_dir: Annotated[
+            Path | None, typer.Option("--export-dir", help="folder for --export")
+        ] = None,
+        export_dtype: Annotated[ExportDtype, typer.Option("--export-dtype")] = ExportDtype.fp32,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="let --export replace an existing file")
+        ] = False,
+        vgg_weights: Annotated[
+            str | None, typer.Option("--vgg-weights", help="local VGG-19 state dict file")
+        ] = None,
+        depth_cache: Annotated[
+            str | None, typer.Option("--depth-cache", help="folder data: depth map cache folder")
+        ] = None,
+        workers: Annotated[int, typer.Option("--workers", help="data loader processes")] = 2,
+        ckpt_every: Annotated[int, typer.Option("--ckpt-every")] = 1000,
+        val_every: Annotated[int, typer.Option("--val-every", help="0 = only at the end")] = 5000,
+        log_every: Annotated[int, typer.Option("--log-every")] = 50,
+        precision: Annotated[
+            TrainPrecision,
+            typer.Option("--precision", help="auto: bf16 where the GPU/CPU runs it natively"),
+        ] = TrainPrecision.auto,
+        compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
+        device: DeviceOpt = "auto",
+        json_out: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Train a DGN (image, video, baseline, concat) or the small depth estimator.
+
+        Paper recipe by default (Adam 0.9/0.99, wd 1e-4, lr 1e-4 for half the steps then
+        linear to 1e-6, batch 4, 256 crops, losses 1 / 0.01 / 1). Ctrl-C saves and exits 130;
+        rerun with --resume to continue exactly.
+        """
+        from dgn_cli import train as training
+
+        for name, value in (
+            ("steps", steps),
+            ("batch_size", batch_size),
+            ("crop", crop),
+            ("ckpt_every", ckpt_every),
+            ("log_every", log_every),
+        ):
+            if value < 1:
+                raise typer.BadParameter(f"--{name.replace('_', '-')} must be at least 1")
+        default_widths = (16, 32, 64, 128) if task == Task.depth else (32, 64, 128)
+        width_tuple = parse_widths(widths) if widths else default_widths
+        overrides = parse_overrides(config)
+        values = {
+            "task": task.value,
+            "data": data,
+            "photos": photos,
+            "steps": steps,
+            "batch_size": batch_size,
+            "crop": crop,
+            "lr": lr,
+            "lr_final": lr_final,
+            "weight_decay": weight_decay,
+            "lambda_c": lambda_c,
+            "lambda_p": lambda_p,
+            "lambda_d": lambda_d,
+            "lambda_grad": lambda_grad,
+            "depth_model": depth_model,
+            "seed": seed,
+            "val_count": val_count,
+            "model_overrides": overrides,
+        }
+        if task == Task.depth:
+            values["depth_widths"] = width_tuple
+        else:
+            values["widths"] = width_tuple
+        cfg = training.TrainConfig(**values)
+
+        # On --resume only the options given again are compared with the stored recipe.
+        explicit: dict[str, Any] = {}
+        if resume:
+            for option, field_name in RECIPE_OPTIONS.items():
+                if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
+                    if option == "widths":
+                        key = "depth_widths" if task == Task.depth else "widths"
+                        explicit[key] = width_tuple
+                    else:
+                        explicit[field_name] = values[field_name]
+
+        run = training.RunOptions(
+            out=out,
+            device=device,
+            precision=precision.value,
+            compile=compile,
+            workers=workers,
+            ckpt_every=ckpt_every,
+            val_every=val_every,
+            log_every=log_every,
+            vgg_weights=vgg_weights,
+            depth_cache=depth_cache,
+            export=export,
+            export_dir=export_dir,
+            export_dtype=export_dtype.value,
+            overwrite_export=overwrite,
+        )
+        if data != "synth" and not Path(data).exists() and not resume:
+            raise InputError(
+                f"{data}: no such folder; --data takes a GOPRO-layout folder or 'synth'"
+            )
+
+        # Under torchrun every process runs this command; only rank 0 talks.
+        show = not quiet and training.distributed.env_info().is_main
+
+        def on_event(record: dict[str, Any]) -> None:
+            if not show:
+                return
+            event = record.get("event")
+            if event == "start":
+                verb = "resuming at" if record["resumed"] else "starting at"
+                err_console.print(
+                    f"train {verb} step {record['step']}/{record['steps']} on {record['device']} "
+                    f"({record['precision']}, {record['world_size']} process(es), global batch "
+                    f"{record['global_batch']}, {record['parameters']:,} parameters, "
+                    f"{record['train_items']:,} training items)"
+                )
+            elif event == "train":
+                err_console.print(_fmt_record(record))
+            elif event == "val":
+                metrics = "  ".join(
+                    f"{k} {v:.4f}" for k, v in record.items() if k not in ("event", "step", "count")
+                )
+                err_console.print(f"[bold]val[/] step {record['step']}  {metrics}")
+            elif event == "checkpoint":
+                err_console.print(f"[dim]checkpoint {record['path']} (step {record['step']})[/]")
+
+        summary = training.train(
+            cfg, run, resume=resume, resume_overrides=explicit, on_event=on_event
+        )
+        if json_out:
+            if training.distributed.env_info().is_main:
+                print_json(summary)
+        elif show:
+            if summary["interrupted"]:
+                err_console.print(
+                    f"interrupted: saved {summary['checkpoint']} at step {summary['step']}; "
+                    "continue with the same command and --resume"
+                )
+            else:
+                err_console.print(
+                    f"done: step {summary['step']}, loss {summary['loss']:.4g}, "
+                    f"{summary['wall_time_s']:.0f} s; checkpoint {summary['checkpoint']}"
+                )
+            if "export" in summary:
+                err_console.print(f"exported {summary['export']['path']}")
+        if summary["interrupted"]:
+            raise typer.Exit(130)

@@ -1,0 +1,109 @@
+"""Training losses (paper Sec. III-D, Eq. 4-7) and the depth estimator's loss.
+
+    L = lambda_c * Lc + lambda_p * Lp + lambda_d * Ld
+    Lc  content:     mean squared error between I and the sharp image (both in [-1, 1])
+    Lp  perceptual:  mean squared error between VGG-19 conv3_3 features of I and of the sharp
+                     image (images mapped from [-1, 1] to ImageNet normalisation)
+    Ld  depth:       mean squared error between the refined depth D_r and the depth of the
+                     sharp frame (both in [0, 1])
+
+The paper writes squared L2 norms; we use means (MSE) so the loss scale does not depend on
+the crop size or batch size and the paper's weights stay meaningful across both.
+All terms are computed in float32 whatever the autocast precision of the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float = 1.0
+    perceptual: float = 0.01
+    depth: float = 1.0
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(a.float(), b.float())
+
+
+class DGNLoss(nn.Module):
+    """Eq. 7. forward(image, sharp, depth, depth_target) -> (total, {term name: value}).
+
+    image, sharp: (B, 3, H, W) in [-1, 1]; depth, depth_target: (B, 1, H, W) in [0, 1] or None
+    (the no-depth baseline has no depth term). `vgg` is required when weights.perceptual > 0.
+    """
+
+    def __init__(self, weights: LossWeights, vgg: nn.Module | None = None):
+        super().__init__()
+        if weights.perceptual > 0 and vgg is None:
+            raise ValueError("the perceptual loss needs the VGG-19 feature network")
+        self.weights = weights
+        self.vgg = vgg if weights.perceptual > 0 else None
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        sharp: torch.Tensor,
+        depth: torch.Tensor | None = None,
+        depth_target: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        w = self.weights
+        terms = {"content": mse(image, sharp)}
+        total = w.content * terms["content"]
+        if self.vgg is not None:
+            with torch.no_grad():
+                target_features = self.vgg(sharp.to(image.dtype))
+            terms["perceptual"] = mse(self.vgg(image), target_features)
+            total = total + w.perceptual * terms["perceptual"]
+        if depth is not None and depth_target is not None and w.depth > 0:
+            terms["depth"] = mse(depth, depth_target)
+            total = total + w.depth * terms["depth"]
+        return total, terms
+
+
+def gradient_matching(pred: torch.Tensor, target: torch.Tensor, scales: int = 4) -> torch.Tensor:
+    """Multi-scale gradient-matching term (MegaDepth-style) on the depth error R = pred - target.
+
+    Mean |dR/dx| + |dR/dy| at `scales` scales (2x average-pooling between them). Invariant to a
+    constant offset of the prediction, it penalises only misplaced or smeared depth edges,
+    which a plain L2 tolerates (L2 is dominated by large flat regions and favours blurry
+    depth). (B, 1, H, W) x2 -> scalar.
+    """
+    error = pred.float() - target.float()
+    total = error.new_zeros(())
+    for s in range(scales):
+        if s:
+            if min(error.shape[-2:]) < 4:
+                break
+            error = F.avg_pool2d(error, 2)
+        dx = (error[..., :, 1:] - error[..., :, :-1]).abs().mean()
+        dy = (error[..., 1:, :] - error[..., :-1, :]).abs().mean()
+        total = total + dx + dy
+    return total
+
+
+class DepthLoss(nn.Module):
+    """Loss of the small depth estimator: L2 + lambda_grad * gradient matching.
+
+    forward(pred, target) -> (total, terms); both (B, 1, H, W) in [0, 1].
+    """
+
+    def __init__(self, lambda_grad: float = 0.5):
+        super().__init__()
+        self.lambda_grad = lambda_grad
+
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = {"depth": mse(pred, target)}
+        total = terms["depth"]
+        if self.lambda_grad > 0:
+            terms["gradient"] = gradient_matching(pred, target)
+            total = total + self.lambda_grad * terms["gradient"]
+        return total, terms

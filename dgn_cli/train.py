@@ -1,0 +1,911 @@
+"""The training loop: the paper's recipe (Sec. V-A), resumable, mixed precision, DDP.
+
+Read it top to bottom:
+
+    TrainConfig        the recipe (stored in every checkpoint; fixed for a run's lifetime)
+    RunOptions         how this invocation runs it (device, workers, logging, export)
+    lr_at(step, cfg)   Eq. 10 in steps: lr for the first half, then linear to lr_final
+    build_*            model, optimiser, loss, frozen depth estimator, datasets
+    step_batches       the data order: a pure function of (seed, step), so resume is exact
+    train(...)         the loop itself; returns a summary dict
+
+Tasks: image (DGN, 1 frame), video (DGN, 5 frames), baseline (no depth), concat (Table X),
+depth (the project's SmallDepthNet, trained on BLURRED centre frames against exact depth,
+because at inference it only ever sees blurred photos).
+
+Choices where the paper is silent:
+- `--batch-size` is per process; with torchrun the global batch is batch_size x world_size and
+  each rank takes its own slice of every global batch (the shards never overlap).
+- Every epoch visits the data in the order of a permutation seeded by (seed, epoch); a step's
+  samples are therefore a pure function of (seed, step) and resuming replays nothing.
+- The initial depth D_b comes from a frozen estimator run without gradients on the blurred
+  centre frame (the paper's MegaDepth role); a batch's own "depth_init" wins when present;
+  `depth_model="exact"` uses the exact depth of the sharp frame (an upper-bound experiment).
+- Mixed precision is bf16 autocast only (no fp16: it would need loss scaling and the DGN
+  trains fine in bf16); weights, optimiser state and the losses stay in fp32.
+- The loss is checked every step: a non-finite value stops training before the optimiser
+  applies it, and the last checkpoint on disk (always a finite one) is kept.
+- SIGINT / SIGTERM finish the current step, write the checkpoint and stop (the CLI exits 130);
+  a second Ctrl-C aborts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from dgn_cli import distributed
+from dgn_cli.errors import CheckpointError, DeviceError, DgnError, InputError, OutputError
+from dgn_cli.fsutil import atomic_path, write_text_atomic
+from dgn_cli.losses import DepthLoss, DGNLoss, LossWeights
+from dgn_cli.metrics import psnr, ssim, to_255
+from dgn_cli.models import DGN, DGNConfig
+from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+
+TASKS = ("image", "video", "baseline", "concat", "depth")
+TASK_MODEL = {  # task -> (DGN variant, frames)
+    "image": ("dgn", 1),
+    "video": ("dgn", 5),
+    "baseline": ("baseline", 1),
+    "concat": ("concat", 1),
+}
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.jsonl"
+CHECKPOINT_FORMAT = "dgn-train-checkpoint/1"
+VAL_SEED_OFFSET = 1_000_003  # synthetic validation draws from its own seed range
+EXACT_DEPTH = "exact"
+
+
+class TrainingError(DgnError):
+    """Training cannot go on (non-finite loss, a run directory in the way, a bad resume)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The recipe. Paper values are the defaults (batch 4, 256 crops, Adam 0.9/0.99, wd 1e-4,
+    lr 1e-4 then linear to 1e-6 over the second half, lambda_c 1, lambda_p 0.01, lambda_d 1).
+    The default 315,000 steps are the paper's 600 epochs of GOPRO's 2,103 pairs at batch 4."""
+
+    task: str = "image"
+    data: str = "synth"  # "synth" or a GOPRO-layout folder
+    photos: str = "data/photos"  # photos for the synthetic generator
+    steps: int = 315_000
+    batch_size: int = 4  # per process
+    crop: int = 256
+    lr: float = 1e-4
+    lr_final: float = 1e-6
+    weight_decay: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.99
+    lambda_c: float = 1.0
+    lambda_p: float = 0.01
+    lambda_d: float = 1.0
+    lambda_grad: float = 0.5  # depth task only: gradient-matching term
+    widths: tuple[int, ...] = (32, 64, 128)  # DGN widths; the depth task uses depth_widths
+    depth_widths: tuple[int, ...] = (16, 32, 64, 128)
+    model_overrides: dict = field(default_factory=dict)  # extra DGNConfig / SmallDepthConfig fields
+    depth_model: str = "dgn-depth-small"  # frozen estimator for D_b; "exact" = exact depth
+    seed: int = 0
+    synth_length: int = 100_000  # index range of the synthetic training set
+    val_count: int = 16  # validation images
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise InputError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        for name in ("steps", "batch_size", "crop", "synth_length"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be positive")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "depth_widths", tuple(int(w) for w in self.depth_widths))
+
+    @property
+    def frames(self) -> int:
+        return TASK_MODEL[self.task][1] if self.task in TASK_MODEL else 1
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this invocation runs the recipe; free to change between a run and its resume."""
+
+    out: Path = Path("runs/dgn")
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16
+    compile: bool = False
+    channels_last: bool | None = None  # None: on CUDA only
+    workers: int = 2
+    ckpt_every: int = 1000
+    val_every: int = 5000
+    log_every: int = 50
+    vgg_weights: str | None = None  # a local VGG-19 file instead of the registry's "vgg19"
+    depth_cache: str | None = None  # folder data: where estimator depth maps are cached
+    export: str | None = None
+    export_dir: Path | None = None  # default: the registry's weights folder
+    export_dtype: str = "fp32"  # fp32 | fp16
+    overwrite_export: bool = False
+    handle_signals: bool = True
+
+
+# --- schedule ------------------------------------------------------------------------------
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Eq. 10 in steps: cfg.lr for the first half, then linear down to cfg.lr_final at the end."""
+    half = cfg.steps // 2
+    if step < half:
+        return cfg.lr
+    progress = min(1.0, (step - half) / max(1, cfg.steps - 1 - half))
+    return cfg.lr + (cfg.lr_final - cfg.lr) * progress
+
+
+# --- devices and precision -----------------------------------------------------------------
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """auto: CUDA (this rank's GPU under torchrun), else MPS, else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise DeviceError(f"--device {name!r} is not a device name (try cpu, cuda, cuda:1)") from e
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda asked for but CUDA is not available; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    with contextlib.suppress(Exception):
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 where the device runs it natively (CUDA with bf16, CPUs with AVX512-BF16
+    or AMX), else fp32. An explicit bf16 where it is unsupported is an error."""
+    if precision == "fp32":
+        return "fp32"
+    supported = (
+        (device.type == "cuda" and torch.cuda.is_bf16_supported())
+        or (device.type == "cpu" and cpu_has_fast_bf16())
+        or device.type == "mps"
+    )
+    if precision == "bf16":
+        if not supported:
+            raise DeviceError(f"bf16 is not supported fast on {device}; use --precision fp32")
+        return "bf16"
+    if precision == "auto":
+        return "bf16" if supported and device.type != "mps" else "fp32"
+    raise DeviceError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --- model, optimiser, losses, depth -------------------------------------------------------
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """A fresh DGN for the image/video/baseline/concat tasks, SmallDepthNet for depth."""
+    try:
+        if cfg.task == "depth":
+            return SmallDepthNet(SmallDepthConfig(widths=cfg.depth_widths, **cfg.model_overrides))
+        variant, frames = TASK_MODEL[cfg.task]
+        return DGN(
+            DGNConfig(variant=variant, frames=frames, widths=cfg.widths, **cfg.model_overrides)
+        )
+    except (TypeError, ValueError) as e:
+        raise InputError(f"bad model configuration: {e}") from e
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=lr_at(0, cfg),
+        betas=(cfg.beta1, cfg.beta2),
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def load_vgg(vgg_weights: str | None, device: torch.device) -> nn.Module:
+    """VGG-19 up to conv3_3 with ImageNet weights: a local file, else the registry's "vgg19"."""
+    from dgn_cli import checkpoints
+    from dgn_cli.models.vgg import VGG19Conv33, vgg19_conv3_3_state
+
+    try:
+        path = checkpoints.resolve_checkpoint(vgg_weights or "vgg19", kind="vgg")
+        state = checkpoints.load_state_dict_file(path)
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{e} (the perceptual loss needs VGG-19 weights: `dgn weights fetch vgg19`, "
+            "--vgg-weights FILE, or --lambda-p 0 to train without it)"
+        ) from None
+    vgg = VGG19Conv33()
+    try:
+        vgg.load_state_dict(vgg19_conv3_3_state(state), strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: not a VGG-19 state dict ({e})") from e
+    return vgg.to(device)
+
+
+def build_loss(cfg: TrainConfig, run: RunOptions, device: torch.device) -> nn.Module:
+    if cfg.task == "depth":
+        return DepthLoss(cfg.lambda_grad)
+    weights = LossWeights(cfg.lambda_c, cfg.lambda_p, cfg.lambda_d)
+    vgg = load_vgg(run.vgg_weights, device) if cfg.lambda_p > 0 else None
+    return DGNLoss(weights, vgg)
+
+
+def load_frozen_depth(cfg: TrainConfig, device: torch.device) -> nn.Module | None:
+    """The frozen estimator that gives D_b (None for the baseline, depth task and 'exact')."""
+    if cfg.task in ("depth", "baseline") or cfg.depth_model == EXACT_DEPTH:
+        return None
+    from dgn_cli.checkpoints import load_depth_estimator
+
+    try:
+        estimator = load_depth_estimator(cfg.depth_model, device)
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{e} (the initial depth D_b needs a depth estimator: train one with "
+            "`dgn train --task depth --export dgn-depth-small`, or pass --depth-model exact)"
+        ) from None
+    estimator.requires_grad_(False)
+    return estimator.eval().to(device)
+
+
+def centre_frame(blur: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, 3*frames, H, W) -> the centre frame (B, 3, H, W)."""
+    c = frames // 2
+    return blur[:, 3 * c : 3 * c + 3]
+
+
+@torch.no_grad()
+def initial_depth(
+    batch: dict[str, torch.Tensor], cfg: TrainConfig, estimator: nn.Module | None
+) -> torch.Tensor | None:
+    """D_b for a batch: its own "depth_init", else the exact depth ("exact"), else the frozen
+    estimator on the blurred centre frame mapped to [0, 1]. None for the baseline."""
+    if cfg.task == "baseline":
+        return None
+    if "depth_init" in batch:
+        return batch["depth_init"]
+    if estimator is None:
+        return batch["depth"]
+    blurred01 = (centre_frame(batch["blur"], cfg.frames).float() + 1) / 2
+    return estimator(blurred01).float()
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def build_datasets(cfg: TrainConfig, run: RunOptions, depth_estimator: nn.Module | None):
+    """(train, validation) datasets for `cfg.data` ("synth" or a GOPRO-layout folder)."""
+    from dgn_cli.data import datasets as data
+
+    if cfg.data == "synth":
+        photos = Path(cfg.photos)
+        if not photos.is_dir():
+            raise InputError(f"{photos}: no such folder of photos for --data synth; pass --photos")
+        train_set = data.SynthDataset(
+            photos, cfg.synth_length, frames=cfg.frames, size=cfg.crop, seed=cfg.seed
+        )
+        val_set = data.SynthDataset(
+            photos,
+            cfg.val_count,
+            frames=cfg.frames,
+            size=cfg.crop,
+            seed=cfg.seed + VAL_SEED_OFFSET,
+            augment=False,
+        )
+        return train_set, val_set
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder; --data takes a GOPRO-layout folder or 'synth'")
+    extra: dict[str, Any] = {}
+    if depth_estimator is not None or cfg.task == "depth" or cfg.depth_model == EXACT_DEPTH:
+        extra = {"depth_estimator": depth_estimator, "cache_dir": run.depth_cache}
+    train_set = data.PairedFolderDataset(
+        root, split="train", frames=cfg.frames, crop=cfg.crop, seed=cfg.seed, **extra
+    )
+    val_set = data.PairedFolderDataset(
+        root, split="test", frames=cfg.frames, crop=None, augment=False, seed=cfg.seed, **extra
+    )
+    return train_set, val_set
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The visiting order of epoch `epoch`: a permutation seeded by (seed, epoch) only."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7_919 + 12_345) % 2**63)
+    return torch.randperm(n, generator=g)
+
+
+def step_batches(
+    dataset: Dataset,
+    cfg: TrainConfig,
+    start_step: int,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """This rank's batches for steps start_step .. cfg.steps - 1, in a resumable order.
+
+    Each epoch is a permutation seeded by (seed, epoch), cut into global batches of
+    batch_size * world_size (the last partial one dropped); rank r takes slice r of each.
+    One DataLoader per epoch, so datasets with `set_epoch` vary their crops per epoch.
+    """
+    n, b = len(dataset), cfg.batch_size
+    global_batch = b * world_size
+    steps_per_epoch = n // global_batch
+    if steps_per_epoch == 0:
+        raise InputError(
+            f"the training set has {n} items, fewer than one global batch of {global_batch}"
+        )
+    step = start_step
+    while step < cfg.steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        order = epoch_permutation(n, cfg.seed, epoch).tolist()
+        count = min(steps_per_epoch - offset, cfg.steps - step)
+        plan = [
+            order[
+                (offset + i) * global_batch + rank * b : (offset + i) * global_batch
+                + (rank + 1) * b
+            ]
+            for i in range(count)
+        ]
+        loader = DataLoader(
+            dataset,
+            batch_sampler=plan,
+            num_workers=workers,
+            pin_memory=pin_memory,
+            # Worker seeds come from this generator, never from the global RNG.
+            generator=torch.Generator().manual_seed(cfg.seed + epoch),
+        )
+        yield from loader
+        step += count
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return {
+        k: v.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        if isinstance(v, torch.Tensor) and v.dim() == 4
+        else v
+        for k, v in batch.items()
+    }
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """torch, CUDA, numpy and python RNG states as plain tensors/ints (weights_only-loadable)."""
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_version, "state": torch.tensor(py_state), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(x) for x in p["state"].tolist()), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(Exception):
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer, cfg: TrainConfig, **extra) -> None:
+    """Atomically write the full training state as plain tensors, dicts and numbers."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": cfg.to_json(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(),
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a training checkpoint (weights_only: no arbitrary objects are unpickled)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{path}: no checkpoint to resume from; drop --resume") from e
+    except Exception as e:  # corrupt or foreign files surface in many exception types
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a `dgn train` checkpoint")
+    return payload
+
+
+RESUMABLE_CHANGES = ("steps",)
+
+
+def merge_resume_config(stored: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """The stored recipe with the options given again on the command line.
+
+    Only `steps` may change on resume (it moves the end of the schedule); any other option
+    that differs from the stored run is an error, so a resumed run is the run it claims to be.
+    """
+    changes = {}
+    for key, value in overrides.items():
+        old = getattr(stored, key)
+        if isinstance(old, tuple):
+            value = tuple(value)
+        if value != old:
+            if key not in RESUMABLE_CHANGES:
+                raise TrainingError(
+                    f"--{key.replace('_', '-')} {value} differs from the run being resumed "
+                    f"({old}); drop it, or start a new run with another --out"
+                )
+            changes[key] = value
+    return dataclasses.replace(stored, **changes) if changes else stored
+
+
+# --- the run directory's log ---------------------------------------------------------------
+
+
+class JsonLog:
+    """RUNDIR/log.jsonl: one JSON object per line, each with at least `step` and `loss`."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop lines a crashed run wrote past the checkpoint it resumes from."""
+        if not (self.enabled and self.path.exists()):
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError, TypeError):
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+        write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------
+
+
+class StopFlag:
+    """SIGINT/SIGTERM set a flag the loop checks after each step; a second SIGINT aborts."""
+
+    def __init__(self, install: bool):
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+        self._install = install and threading.current_thread() is threading.main_thread()
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopFlag:
+        if self._install:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    estimator: nn.Module | None,
+    device: torch.device,
+    precision: str,
+    info: distributed.DistInfo,
+) -> dict[str, float]:
+    """Mean PSNR/SSIM (0-255, see metrics.py) of the restored image against the sharp one, or
+    depth RMSE for the depth task; `loss` is the mean content (or depth) MSE. Each rank
+    evaluates its share of the validation items; the sums are reduced over ranks."""
+    model.eval()
+    indices = list(range(len(dataset)))[info.rank :: info.world_size]
+    sums = torch.zeros(4, dtype=torch.float64)  # loss, psnr or rmse, ssim, count
+    for i in indices:
+        batch = to_device(
+            {k: v.unsqueeze(0) for k, v in dataset[i].items() if isinstance(v, torch.Tensor)},
+            device,
+            False,
+        )
+        with autocast(device, precision):
+            if cfg.task == "depth":
+                pred = model((batch["blur"][:, :3].float() + 1) / 2).float()
+                mse = (pred - batch["depth"]).pow(2).mean().item()
+                sums += torch.tensor([mse, math.sqrt(mse), 0.0, 1.0], dtype=torch.float64)
+                continue
+            out = model(batch["blur"], initial_depth(batch, cfg, estimator))
+        image = out.image.float()
+        mse = (image - batch["sharp"]).pow(2).mean().item()
+        restored, sharp = to_255(image).cpu(), to_255(batch["sharp"]).cpu()
+        sums += torch.tensor(
+            [mse, psnr(restored, sharp).item(), ssim(restored, sharp).item(), 1.0],
+            dtype=torch.float64,
+        )
+    model.train()
+    sums = distributed.all_reduce_sum(sums.to(device)).cpu()
+    n = max(1.0, sums[3].item())
+    if cfg.task == "depth":
+        return {"loss": sums[0].item() / n, "depth_rmse": sums[1].item() / n, "count": int(n)}
+    return {
+        "loss": sums[0].item() / n,
+        "psnr": sums[1].item() / n,
+        "ssim": sums[2].item() / n,
+        "count": int(n),
+    }
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+def export_path(run: RunOptions) -> Path | None:
+    """Where `--export NAME` writes: EXPORT_DIR/NAME.safetensors (default: the registry's
+    weights/ folder, whose manifest.json gets the entry)."""
+    if not run.export:
+        return None
+    if run.export_dir is not None:
+        folder = Path(run.export_dir)
+    else:
+        from dgn_cli.registry import weights_dir
+
+        folder = weights_dir()
+    return folder / f"{run.export}.safetensors"
+
+
+def export_weights(
+    model: nn.Module, cfg: TrainConfig, run: RunOptions, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the final weights as safetensors (config in the metadata) and add or replace the
+    registry entry (config, sha256, size, training data, steps, wall time, metrics) in the
+    manifest beside the file. An existing entry's licence/input/output/notes are kept."""
+    import copy
+
+    from dgn_cli import checkpoints, registry
+
+    path = export_path(run)
+    assert path is not None
+    dtype = torch.float16 if run.export_dtype == "fp16" else None
+    metadata = {"train_config": cfg.to_json(), "steps": str(summary["step"]), "data": cfg.data}
+    if cfg.task == "depth":
+        net = copy.deepcopy(model).to(dtype) if dtype is not None else model
+        checkpoints.save_depth_net(net, path, metadata=metadata)
+        kind, architecture = "depth", "SmallDepthNet"
+    else:
+        checkpoints.save_dgn(model, path, metadata=metadata, dtype=dtype)
+        kind, architecture = "dgn", "DGN"
+    digest = checkpoints.sha256_file(path)
+
+    manifest = path.parent / registry.MANIFEST_NAME
+    try:
+        old = registry.load_manifest(manifest).get(run.export)
+    except DgnError:
+        old = None
+    entry = old.to_dict() if old is not None and old.kind == kind else {}
+    entry.update(
+        {
+            "name": run.export,
+            "kind": kind,
+            "architecture": architecture,
+            "config": json.loads(model.config.to_json()),
+            "source": {"file": path.name},
+            "sha256": digest,
+            "size": path.stat().st_size,
+            "status": "trained",
+            "training": {
+                "task": cfg.task,
+                "data": cfg.data,
+                "steps": summary["step"],
+                "wall_time_s": round(summary["wall_time_s"], 1),
+                "world_size": summary["world_size"],
+                "device": summary["device"],
+                "precision": summary["precision"],
+                "metrics": summary.get("val", {}),
+                "dtype": run.export_dtype,
+                "recipe": json.loads(cfg.to_json()),
+            },
+        }
+    )
+    entry.setdefault("licence", "MIT")
+    registry.add_manifest_entry(entry, manifest=manifest)
+    return {"path": str(path), "sha256": digest, "manifest": str(manifest)}
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def train(
+    cfg: TrainConfig,
+    run: RunOptions,
+    resume: bool = False,
+    resume_overrides: dict[str, Any] | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    datasets: tuple[Dataset, Dataset] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) a run in `run.out`; returns a summary dict. Library code: no printing,
+    progress goes to `on_event(record)` on rank 0 (record["event"] is start, train, val,
+    checkpoint or end). `datasets` replaces build_datasets (tests). Under torchrun each
+    process calls this and joins the process group."""
+    info0 = distributed.env_info()
+    device = pick_device(run.device, info0.local_rank)
+    info = distributed.init(device)
+    try:
+        return _train(cfg, run, resume, resume_overrides or {}, on_event, datasets, device, info)
+    finally:
+        distributed.shutdown()
+
+
+def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info):
+    emit = on_event if (on_event is not None and info.is_main) else (lambda record: None)
+    out = Path(run.out)
+    ckpt_path, log = out / CHECKPOINT_NAME, JsonLog(out / LOG_NAME, info.is_main)
+    precision = resolve_precision(run.precision, device)
+    channels_last = device.type == "cuda" if run.channels_last is None else run.channels_last
+
+    # 1. Where we start: a fresh run, or the checkpoint's recipe, weights and RNG states.
+    payload = None
+    if resume:
+        payload = load_checkpoint(ckpt_path)
+        cfg = merge_resume_config(TrainConfig.from_json(payload["config"]), resume_overrides)
+    elif ckpt_path.exists():
+        raise TrainingError(
+            f"{ckpt_path} exists; pass --resume to continue that run or choose another --out"
+        )
+    target = export_path(run)
+    if target is not None and target.exists() and not run.overwrite_export:
+        raise OutputError(f"{target} exists; pass --overwrite to replace it or pick another name")
+
+    # 2. Model and optimiser, seeded identically on every rank.
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    random.seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    optimizer = build_optimizer(model, cfg)
+    start_step, wall_before, last_val = 0, 0.0, {}
+    if payload is not None:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        set_rng_state(payload["rng"])
+        start_step = int(payload["step"])
+        wall_before = float(payload.get("wall_time_s", 0.0))
+        last_val = dict(payload.get("val", {}))
+        log.truncate_after(start_step)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    # 3. Loss (VGG-19 for the perceptual term), frozen depth estimator, data.
+    loss_fn = build_loss(cfg, run, device)
+    estimator = load_frozen_depth(cfg, device)
+    train_set, val_set = datasets or build_datasets(cfg, run, estimator)
+    batches = step_batches(
+        train_set,
+        cfg,
+        start_step,
+        info.rank,
+        info.world_size,
+        run.workers,
+        pin_memory=device.type == "cuda",
+    )
+
+    # 4. DDP and compile wrap the module used for training steps; `model` stays the plain one.
+    step_model: nn.Module = model
+    if info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if run.compile:
+        step_model = torch.compile(step_model)
+
+    def save(step: int, **extra) -> None:
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise TrainingError(
+                f"the weights became non-finite by step {step}; the last good checkpoint "
+                f"{ckpt_path} is kept; try --precision fp32 or a lower --lr"
+            )
+        if info.is_main:
+            save_checkpoint(
+                ckpt_path,
+                model,
+                optimizer,
+                cfg,
+                step=step,
+                wall_time_s=wall_before + time.perf_counter() - t_start,
+                val=last_val,
+                **extra,
+            )
+            emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
+
+    global_batch = cfg.batch_size * info.world_size
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    emit(
+        {
+            "event": "start",
+            "step": start_step,
+            "steps": cfg.steps,
+            "device": str(device),
+            "precision": precision,
+            "world_size": info.world_size,
+            "global_batch": global_batch,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_items": len(train_set),
+            "resumed": payload is not None,
+        }
+    )
+
+    # 5. The loop.
+    t_start = time.perf_counter()
+    t_log, steps_since_log = t_start, 0
+    sums: dict[str, torch.Tensor] = {}
+    step, interrupted, last_loss = start_step, False, math.nan
+    model.train()
+    with StopFlag(run.handle_signals) as stop:
+        for batch in batches:
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = to_device(batch, device, channels_last)
+
+            with autocast(device, precision):
+                if cfg.task == "depth":
+                    pred = step_model((centre_frame(batch["blur"], 1) + 1) / 2)
+                    loss, terms = loss_fn(pred, batch["depth"])
+                else:
+                    depth_b = initial_depth(batch, cfg, estimator)
+                    output = step_model(batch["blur"], depth_b)
+                    loss, terms = loss_fn(
+                        output.image, batch["sharp"], output.depth, batch["depth"]
+                    )
+
+            # One small collective per step keeps ranks in lock step on a stop or a bad loss.
+            flags = torch.stack([(~torch.isfinite(loss.detach())).float(), loss.new_tensor(0.0)])
+            flags[1] = float(stop.requested)
+            if info.enabled:
+                torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            if flags[0].item() > 0:
+                kept = (
+                    f"the last good checkpoint {ckpt_path} is kept"
+                    if ckpt_path.exists()
+                    else ("no checkpoint was written yet")
+                )
+                raise TrainingError(
+                    f"the loss became non-finite at step {step} (lr {lr:.3g}, precision "
+                    f"{precision}); {kept}; try --precision fp32 or a lower --lr"
+                )
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            steps_since_log += 1
+            for name, value in {"loss": loss, **terms}.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float()
+
+            # Log, validate, checkpoint, stop.
+            if step % run.log_every == 0 or step == cfg.steps:
+                names = sorted(sums)
+                values = distributed.all_reduce_sum(torch.stack([sums[n] for n in names]))
+                values = (values / (steps_since_log * info.world_size)).tolist()
+                now = time.perf_counter()
+                rate = steps_since_log * global_batch / max(now - t_log, 1e-9)
+                record = {"event": "train", "step": step, "lr": lr}
+                record.update(
+                    {
+                        n if n == "loss" else f"loss_{n}": v
+                        for n, v in zip(names, values, strict=True)
+                    }
+                )
+                record["samples_per_s"] = rate
+                record["eta_s"] = (cfg.steps - step) * global_batch / rate
+                last_loss = record["loss"]
+                log.write(record)
+                emit(record)
+                t_log, steps_since_log, sums = now, 0, {}
+            if run.val_every and (step % run.val_every == 0 or step == cfg.steps):
+                last_val = validate(model, val_set, cfg, estimator, device, precision, info)
+                val_record = {"event": "val", "step": step, **last_val}
+                log.write(val_record)
+                emit(val_record)
+            if flags[1].item() > 0:
+                interrupted = True
+                save(step)
+                break
+            if step % run.ckpt_every == 0 or step == cfg.steps:
+                save(step)
+
+    # 6. The end: every rank reports a digest of its weights (they must agree under DDP).
+    wall = wall_before + time.perf_counter() - t_start
+    digests = distributed.gather_strings(distributed.state_digest(model.state_dict()))
+    summary: dict[str, Any] = {
+        "event": "end",
+        "step": step,
+        "loss": last_loss,
+        "steps": cfg.steps,
+        "interrupted": interrupted,
+        "wall_time_s": wall,
+        "val": last_val,
+        "checkpoint": str(ckpt_path),
+        "log": str(log.path),
+        "device": str(device),
+        "precision": precision,
+        "world_size": info.world_size,
+        "rank_digests": digests,
+        "ranks_in_sync": len(set(digests)) == 1,
+    }
+    if step == start_step and info.is_main and not ckpt_path.exists():
+        save(step)  # a zero-step run still leaves a resumable checkpoint
+    if run.export and not interrupted and info.is_main:
+        summary["export"] = export_weights(model, cfg, run, summary)
+    log.write(summary)
+    emit(summary)
+    distributed.barrier()
+    return summary

@@ -1,0 +1,197 @@
+"""The training loop: schedule, loss goes down, bit-exact resume, Ctrl-C, non-finite loss,
+export, data order."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from dgn_cli.checkpoints import load_dgn
+from dgn_cli.distributed import state_digest
+from dgn_cli.train import (
+    RunOptions,
+    TrainConfig,
+    TrainingError,
+    load_checkpoint,
+    lr_at,
+    merge_resume_config,
+    step_batches,
+    train,
+)
+
+TINY = dict(
+    blocks_per_scale=1,
+    bottom_blocks=1,
+    sft_chs=4,
+    baseline_extra_blocks=1,
+    baseline_extra_mid_chs=8,
+)
+
+
+class ToyBlur(Dataset):
+    """Items in the training format: a smooth random sharp image, its box-blurred version
+    (3 * frames channels), and a depth map; item i is a pure function of (seed, i)."""
+
+    def __init__(self, n=16, frames=1, size=16, seed=0, nan_after=None):
+        self.n, self.frames, self.size, self.seed = n, frames, size, seed
+        self.nan_after, self.calls = nan_after, 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.calls += 1
+        g = torch.Generator().manual_seed(self.seed * 10_000 + i)
+        low = torch.rand(1, 3, self.size // 4, self.size // 4, generator=g)
+        sharp = torch.nn.functional.interpolate(low, size=self.size, mode="bilinear")[0] * 2 - 1
+        blur = torch.nn.functional.avg_pool2d(sharp[None], 3, 1, 1, count_include_pad=False)[0]
+        depth = (sharp[:1] + 1) / 2
+        if self.nan_after is not None and self.calls > self.nan_after:
+            sharp = sharp * float("nan")
+        return {"blur": blur.repeat(self.frames, 1, 1), "sharp": sharp, "depth": depth}
+
+
+def cfg(**kw):
+    base = dict(
+        task="image",
+        steps=6,
+        batch_size=2,
+        crop=16,
+        lambda_p=0.0,
+        widths=(4, 8, 8),
+        depth_widths=(4, 8),
+        model_overrides=TINY,
+        depth_model="exact",
+        val_count=2,
+    )
+    base.update(kw)
+    if base["task"] == "depth":
+        base["model_overrides"] = {}
+    return TrainConfig(**base)
+
+
+def run(tmp_path, name="run", **kw):
+    base = dict(out=tmp_path / name, device="cpu", precision="fp32", workers=0, log_every=1)
+    base.update(kw)
+    base.setdefault("val_every", 0)
+    return RunOptions(**base)
+
+
+def data(c, **kw):
+    return ToyBlur(16, c.frames, c.crop, **kw), ToyBlur(2, c.frames, c.crop, seed=99)
+
+
+def final_weights(tmp_path, name):
+    return load_checkpoint(tmp_path / name / "checkpoint.pt")["model"]
+
+
+def test_lr_schedule_is_eq_10_in_steps():
+    c = TrainConfig(steps=100, lr=1e-4, lr_final=1e-6)
+    assert lr_at(0, c) == lr_at(49, c) == 1e-4
+    assert lr_at(99, c) == pytest.approx(1e-6)
+    assert lr_at(74, c) == pytest.approx(1e-4 - (1e-4 - 1e-6) * 24 / 49)
+    values = [lr_at(s, c) for s in range(100)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_data_order_is_a_pure_function_of_seed_and_step():
+    c = cfg(steps=20, batch_size=2)
+    ds = ToyBlur(6)  # 3 steps per epoch: the order spans several epochs
+    full = [b["sharp"] for b in step_batches(ds, c, 0)]
+    tail = [b["sharp"] for b in step_batches(ds, c, 7)]
+    assert len(full) == 20 and len(tail) == 13
+    assert all(torch.equal(a, b) for a, b in zip(full[7:], tail, strict=True))
+    # Two ranks take disjoint halves of each global batch.
+    r0 = next(step_batches(ds, c, 0, rank=0, world_size=2))["sharp"]
+    r1 = next(step_batches(ds, c, 0, rank=1, world_size=2))["sharp"]
+    assert not torch.equal(r0, r1)
+
+
+@pytest.mark.parametrize("task", ["image", "video", "baseline", "concat", "depth"])
+def test_a_few_steps_lower_the_loss(tmp_path, task):
+    c = cfg(task=task, steps=16, lr=3e-3, lr_final=3e-3)
+    records = []
+    summary = train(c, run(tmp_path, val_every=16), on_event=records.append, datasets=data(c))
+    losses = [r["loss"] for r in records if r["event"] == "train"]
+    assert len(losses) == 16
+    assert sum(losses[-4:]) < sum(losses[:4])
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all("step" in line and "loss" in line for line in lines)
+    assert lines[-1]["event"] == "end" and summary["step"] == 16
+    val = [line for line in lines if line["event"] == "val"]
+    assert val and ("psnr" in val[0] if task != "depth" else "depth_rmse" in val[0])
+
+
+def test_resume_is_bit_exact(tmp_path):
+    c = cfg(steps=8, lr_final=1e-5)  # crosses the schedule's half-way point
+    train(c, run(tmp_path, "once"), datasets=data(c))
+    # The same run interrupted by Ctrl-C (during step 3's logging: the loop stops after the
+    # step in progress), then resumed.
+    hits = []
+
+    def interrupt(record):
+        if record["event"] == "train" and record["step"] == 3 and not hits:
+            hits.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = train(c, run(tmp_path, "resumed"), on_event=interrupt, datasets=data(c))
+    assert first["interrupted"] and first["step"] in (3, 4)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == first["step"]
+    second = train(c, run(tmp_path, "resumed"), resume=True, datasets=data(c))
+    assert second["step"] == 8 and not second["interrupted"]
+    once, resumed = final_weights(tmp_path, "once"), final_weights(tmp_path, "resumed")
+    assert state_digest(once) == state_digest(resumed)
+    # The log was not duplicated: steps 1..8 once each.
+    steps = [
+        json.loads(x)["step"]
+        for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()
+        if json.loads(x)["event"] == "train"
+    ]
+    assert steps == list(range(1, 9))
+
+
+def test_a_run_folder_is_never_overwritten_and_resume_checks_the_recipe(tmp_path):
+    c = cfg(steps=2)
+    train(c, run(tmp_path), datasets=data(c))
+    with pytest.raises(TrainingError, match="--resume"):
+        train(c, run(tmp_path), datasets=data(c))
+    with pytest.raises(TrainingError, match="--lr"):
+        merge_resume_config(c, {"lr": 1.0})
+    assert merge_resume_config(c, {"steps": 10, "lr": c.lr}).steps == 10
+    more = train(c, run(tmp_path), resume=True, resume_overrides={"steps": 4}, datasets=data(c))
+    assert more["step"] == 4
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    c = cfg(steps=6)
+    train_set = ToyBlur(16, 1, 16, nan_after=6)  # steps 1-3 fine, step 4 sees NaN
+    with pytest.raises(TrainingError, match="non-finite at step 3"):
+        train(c, run(tmp_path, ckpt_every=1), datasets=(train_set, ToyBlur(2)))
+    payload = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert payload["step"] == 3
+    assert all(torch.isfinite(v).all() for v in payload["model"].values())
+
+
+def test_export_then_load_dgn_gives_the_same_outputs(tmp_path):
+    c = cfg(steps=2)
+    summary = train(
+        c,
+        run(tmp_path, export="toy-dgn", export_dir=tmp_path / "weights"),
+        datasets=data(c),
+    )
+    path = tmp_path / "weights" / "toy-dgn.safetensors"
+    assert summary["export"]["path"] == str(path)
+    model = load_dgn(path)
+    reference = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    assert state_digest(model.state_dict()) == state_digest(reference)
+    manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
+    entry = manifest["entries"][0]
+    assert entry["name"] == "toy-dgn" and entry["status"] == "trained"
+    assert entry["sha256"] == summary["export"]["sha256"]
+    assert entry["training"]["steps"] == 2 and entry["training"]["task"] == "image"
+    # Refuses to overwrite an export unless asked.
+    with pytest.raises(Exception, match="exists"):
+        train(c, run(tmp_path, "again", export="toy-dgn", export_dir=tmp_path / "weights"))
