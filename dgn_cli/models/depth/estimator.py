@@ -7,8 +7,13 @@ This is the one place where native outputs are converted.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from dgn_cli.models.depth.depth_anything import IMAGENET_MEAN, IMAGENET_STD, PATCH
 
 
 def robust_minmax(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
@@ -27,6 +32,9 @@ class DepthEstimator(nn.Module):
 
     `kind` names the adapter for the wrapped network's input/output convention:
     - "small": the project's SmallDepthNet, which already predicts the convention.
+    - "depth-anything-v2": DepthAnythingV2Small (ImageNet-normalised input at a shorter side
+      of 518, disparity output).
+    - "megadepth": MegaDepthHourglass ([0, 1] input at about 384x512, log-depth output).
     """
 
     def __init__(self, net: nn.Module, kind: str = "small", name: str = ""):
@@ -45,6 +53,62 @@ def _small(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return net(image).clamp(0, 1)
 
 
-# kind -> function(net, image01) -> normalised inverse depth. The public estimators
-# (Depth Anything V2, MegaDepth) register their adapters here too.
-ADAPTERS = {"small": _small}
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    # Antialias only when shrinking: a 24 MP photo brought down to 518 px aliases badly
+    # without it (the references resize with OpenCV, whose area filter is similar).
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=shrink)
+
+
+def depth_anything_size(h: int, w: int, short: int = 518) -> tuple[int, int]:
+    """Network input size: shorter side `short`, aspect kept, each side a multiple of 14
+    (rounded to nearest, never below `short`)."""
+    scale = short / min(h, w)
+
+    def side(n: int) -> int:
+        m = round(n * scale / PATCH) * PATCH
+        return m if m >= short else math.ceil(n * scale / PATCH) * PATCH
+
+    return side(h), side(w)
+
+
+def megadepth_size(h: int, w: int, area: int = 384 * 512) -> tuple[int, int]:
+    """Network input size: about `area` pixels (the reference 384x512), aspect kept, each side
+    a multiple of 16. A 4:3 landscape image gives exactly 384x512."""
+    scale = math.sqrt(area / (h * w))
+    return max(16, round(h * scale / 16) * 16), max(16, round(w * scale / 16) * 16)
+
+
+def _net_dtype(net: nn.Module, fallback: torch.dtype) -> torch.dtype:
+    p = next(net.parameters(), None)
+    return p.dtype if p is not None else fallback
+
+
+def _depth_anything(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    x = _resize(image.float(), depth_anything_size(h, w), mode="bicubic")
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    x = ((x - mean) / std).to(_net_dtype(net, x.dtype))
+    disparity = net(x).unsqueeze(1).float()  # (B, 1, h', w'), larger = nearer
+    depth = robust_minmax(disparity)
+    return _resize(depth, (h, w), mode="bilinear").clamp(0, 1).to(image.dtype)
+
+
+def _megadepth(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    x = _resize(image.float(), megadepth_size(h, w), mode="bilinear").clamp(0, 1)
+    log_depth = net(x.to(_net_dtype(net, x.dtype))).float()  # (B, 1, h', w')
+    inverse = torch.exp(-log_depth)  # 1 / exp(log depth), in float32 to avoid overflow
+    depth = robust_minmax(inverse)
+    return _resize(depth, (h, w), mode="bilinear").clamp(0, 1).to(image.dtype)
+
+
+# kind -> function(net, image01) -> normalised inverse depth.
+ADAPTERS = {
+    "small": _small,
+    "depth-anything-v2": _depth_anything,
+    "megadepth": _megadepth,
+}

@@ -1,0 +1,71 @@
+"""DepthEstimator adapters: each public network's sizes and conversion into the convention
+(normalised inverse depth in [0, 1], 1 = nearest, at the input's resolution)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dgn_cli.models.depth import ADAPTERS, DepthEstimator
+from dgn_cli.models.depth.estimator import depth_anything_size, megadepth_size
+
+
+class Recorder(nn.Module):
+    """Stands in for a network: records its input, returns a ramp that grows downwards
+    (row index), shaped as the real network's output."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self.out = out
+        self.scale = nn.Parameter(torch.ones(()))
+        self.seen: torch.Tensor | None = None
+
+    def forward(self, x):
+        self.seen = x
+        b, _, h, w = x.shape
+        ramp = torch.linspace(0, 1, h).view(1, h, 1).expand(b, h, w) * self.scale
+        return ramp if self.out == "bhw" else ramp.unsqueeze(1)
+
+
+def test_sizes():
+    assert depth_anything_size(720, 1280) == (518, 924)
+    assert depth_anything_size(518, 518) == (518, 518)
+    h, w = depth_anything_size(1000, 333)
+    assert w >= 518 and h % 14 == 0 and w % 14 == 0
+    assert megadepth_size(384, 512) == (384, 512)
+    assert megadepth_size(3000, 4000) == (384, 512)
+    h, w = megadepth_size(1080, 1920)
+    assert h % 16 == 0 and w % 16 == 0 and abs(w / h - 16 / 9) < 0.05
+
+
+def test_depth_anything_adapter_normalises_and_keeps_disparity_orientation():
+    net = Recorder("bhw")
+    estimator = DepthEstimator(net, kind="depth-anything-v2")
+    image = torch.full((2, 3, 36, 48), 0.5)
+    depth = estimator(image)
+    assert depth.shape == (2, 1, 36, 48)
+    assert net.seen.shape[-2:] == (518, 686)  # shorter side 518, multiples of 14
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(net.seen, ((0.5 - mean) / std).expand_as(net.seen), atol=1e-5)
+    # disparity grows downwards, so the bottom is nearest (1) and the top farthest (0)
+    assert depth.min() >= 0 and depth.max() <= 1
+    assert depth[:, :, -1].mean() > 0.95 and depth[:, :, 0].mean() < 0.05
+
+
+def test_megadepth_adapter_inverts_log_depth():
+    net = Recorder("b1hw")  # log depth grows downwards: the bottom is farthest
+    estimator = DepthEstimator(net, kind="megadepth")
+    image = torch.rand(1, 3, 30, 40)
+    depth = estimator(image)
+    assert depth.shape == (1, 1, 30, 40)
+    assert net.seen.shape[-2:] == (384, 512)
+    assert net.seen.min() >= 0 and net.seen.max() <= 1  # no mean/std for MegaDepth
+    assert depth[:, :, 0].mean() > 0.95 and depth[:, :, -1].mean() < 0.05
+
+
+def test_every_adapter_is_listed():
+    assert {"small", "depth-anything-v2", "megadepth"} <= set(ADAPTERS)
+    with pytest.raises(ValueError, match="unknown depth estimator kind"):
+        DepthEstimator(nn.Identity(), kind="nope")
