@@ -1,22 +1,387 @@
-"""Saving and loading DGN checkpoints (safetensors, config in the metadata).
+"""Checkpoints: resolution (path -> weights/ -> Hugging Face cache -> Hub), verification, loading.
 
-The registry, Hub resolution and the depth checkpoints build on this module.
+A checkpoint is named either by a file path or by a registry name from `weights/manifest.json`
+(see dgn_cli/registry.py). Resolution of a name, in order:
+
+1. a file in $DGN_WEIGHTS_DIR or the shipped `weights/` (package data `dgn_cli._weights`);
+2. the Hugging Face cache (`try_to_load_from_cache` at the pinned revision);
+3. `hf_hub_download` at the pinned revision, unless HF_HUB_OFFLINE is set.
+
+Files that come through the registry are checked against the manifest's sha256. Where the
+manifest has none (it is not known offline), a file from the Hub cache is checked against the
+Hub's own LFS sha256, which names the cached blob (the file's etag); `dgn weights fetch` prints
+the digest so that it can be pinned. `huggingface_hub` is imported only when the cache or the
+Hub is consulted.
+
+Loading: safetensors first; `.pth` only through `torch.load(weights_only=True)`; `module.` and
+`_orig_mod.` prefixes stripped, `{"params": ...}` / `{"state_dict": ...}` unwrapped; strict
+loads whose errors list the first missing and unexpected keys.
+
+Our own checkpoints are safetensors with the model config as JSON in the metadata.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
 
 from dgn_cli.errors import CheckpointError
 from dgn_cli.fsutil import atomic_path
+from dgn_cli.models.depth import (
+    DepthAnythingV2Small,
+    DepthEstimator,
+    MegaDepthHourglass,
+    SmallDepthConfig,
+    SmallDepthNet,
+)
 from dgn_cli.models.dgn import DGN, DGNConfig
+from dgn_cli.registry import Entry, add_manifest_entry, get_entry, load_manifest, local_dirs
+
+__all__ = [
+    "CONFIG_KEY",
+    "DEFAULT_DEPTH",
+    "DEFAULT_DGN",
+    "DEPTH_CONFIG_KEY",
+    "add_manifest_entry",
+    "checkpoint_state",
+    "fetch_checkpoint",
+    "hub_cache_dir",
+    "load_depth_estimator",
+    "load_dgn",
+    "load_state_dict_file",
+    "load_state_dict_strict",
+    "read_metadata",
+    "resolve_checkpoint",
+    "save_depth_net",
+    "save_dgn",
+    "sha256_file",
+    "verify_file",
+]
 
 CONFIG_KEY = "dgn_config"
+DEPTH_CONFIG_KEY = "depth_config"
+DEFAULT_DGN = {"image": "dgn-image", "video": "dgn-video"}
+DEFAULT_DEPTH = "dgn-depth-small"
+
+# Where a user passes a file instead of a registry name, per checkpoint kind.
+_PATH_OPTION = {"depth": "--depth-model PATH", "dgn": "--weights PATH", "vgg": "its file path"}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+# --- hashing -----------------------------------------------------------------------------------
+
+_verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (memoised per process by path, size and mtime)."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        _verified[key] = h.hexdigest()
+    return _verified[key]
+
+
+def expected_sha256(entry: Entry | None, path: Path) -> str | None:
+    """The digest a file should have: the manifest's, else the Hub blob name (LFS sha256)."""
+    if entry is not None and entry.sha256:
+        return entry.sha256
+    blob = Path(path).resolve().name
+    return blob if _SHA256.match(blob) else None
+
+
+def verify_file(path: str | os.PathLike, entry: Entry | None = None) -> str:
+    """Check `path` against `expected_sha256`; return its digest. Mismatch -> CheckpointError."""
+    path = Path(path)
+    digest = sha256_file(path)
+    expected = expected_sha256(entry, path)
+    if expected is not None and digest != expected:
+        name = entry.name if entry is not None else path.name
+        raise CheckpointError(
+            f"{path}: sha256 {digest} does not match {expected} expected for {name!r}; the file "
+            f"is corrupt or not the published one: delete it and run `dgn weights fetch {name}`"
+        )
+    return digest
+
+
+# --- resolution --------------------------------------------------------------------------------
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment at call time (tests point
+    HF_HUB_CACHE at a temp dir after huggingface_hub may already have been imported)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "huggingface" / "hub"
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        os.sep in text
+        or "/" in text
+        or Path(text).suffix in (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
+    )
+
+
+def _find_local(entry: Entry) -> Path | None:
+    name = entry.source.local_name
+    if not name:
+        return None
+    for folder in local_dirs():
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _find_cached(entry: Entry) -> Path | None:
+    if not entry.source.on_hub:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    revisions = [entry.source.revision]
+    if entry.sha256 and entry.source.revision != "main":
+        # Another tool may have fetched the same file at `main`; the pinned digest still
+        # guarantees it is the same content, so accept it.
+        revisions.append("main")
+    for revision in revisions:
+        found = try_to_load_from_cache(
+            entry.source.repo_id,
+            entry.source.filename,
+            cache_dir=str(hub_cache_dir()),
+            revision=revision,
+        )
+        if isinstance(found, str) and Path(found).is_file():
+            if revision != entry.source.revision and sha256_file(found) != entry.sha256:
+                continue  # `main` moved on: not our file, fetch the pinned one instead
+            return Path(found)
+    return None
+
+
+def _download(entry: Entry) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(
+            hf_hub_download(
+                entry.source.repo_id,
+                entry.source.filename,
+                revision=entry.source.revision,
+                cache_dir=str(hub_cache_dir()),
+            )
+        )
+    except Exception as e:  # network, auth, missing revision: all end as one clear line
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise CheckpointError(
+            f"could not download checkpoint {entry.name!r} from the Hugging Face Hub "
+            f"({entry.source.repo_id}/{entry.source.filename} @ {entry.source.revision}): "
+            f"{type(e).__name__}: {reason}; {_how_to_get(entry)}"
+        ) from None
+
+
+def _how_to_get(entry: Entry) -> str:
+    option = _PATH_OPTION.get(entry.kind, "its file path")
+    if entry.status == "untrained":
+        return (
+            f"train it with `dgn train --export {entry.name}`, "
+            f"or pass a checkpoint file with {option}"
+        )
+    if not entry.source.on_hub:
+        origin = f" from {entry.source.url}" if entry.source.url else ""
+        return (
+            f"download {entry.source.local_name}{origin} and pass it with {option} "
+            f"(or put it in weights/ or $DGN_WEIGHTS_DIR)"
+        )
+    return (
+        f"run `dgn weights fetch {entry.name}` on a machine with network (it fills the "
+        f"Hugging Face cache, which can be copied here), or pass the file with {option}"
+    )
+
+
+def resolve_checkpoint(
+    name_or_path: str | os.PathLike,
+    kind: str | None = None,
+    *,
+    manifest: str | os.PathLike | None = None,
+    download: bool = True,
+) -> Path:
+    """A checkpoint's local file: an existing path as is, else a registry name resolved through
+    weights/ -> Hugging Face cache -> Hub download (pinned revision; not when HF_HUB_OFFLINE=1
+    or `download` is False). `kind` ("depth" | "dgn" | "vgg") rejects a name of another kind.
+    Registry files are sha256-verified. Failure -> CheckpointError, one line saying which
+    checkpoint, where it looked and how to get it."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if text not in load_manifest(manifest) and _looks_like_path(text):
+        raise CheckpointError(f"{text}: no such checkpoint file")
+    entry = get_entry(text, manifest)  # an unknown name raises, listing the known ones
+    if kind is not None and entry.kind != kind:
+        raise CheckpointError(f"checkpoint {entry.name!r} is a {entry.kind} checkpoint, not {kind}")
+
+    found = _find_local(entry)
+    if found is not None:
+        verify_file(found, entry if entry.sha256 else None)
+        return found
+    looked = " and ".join(str(d) for d in local_dirs())
+    if entry.status == "untrained":
+        raise CheckpointError(
+            f"checkpoint {entry.name!r} is not trained yet (no {entry.source.local_name} in "
+            f"{looked}): {_how_to_get(entry)}"
+        )
+    if not entry.source.on_hub:
+        raise CheckpointError(
+            f"checkpoint {entry.name!r} ({entry.source.local_name}) not found in {looked}, and "
+            f"it is not on the Hugging Face Hub: {_how_to_get(entry)}"
+        )
+    cached = _find_cached(entry)
+    if cached is not None:
+        verify_file(cached, entry)
+        return cached
+    if download and not _offline():
+        fetched = _download(entry)
+        verify_file(fetched, entry)
+        return fetched
+    why = "HF_HUB_OFFLINE=1 is set, so" if _offline() else "downloads are off, so"
+    raise CheckpointError(
+        f"checkpoint {entry.name!r} ({entry.source.filename}) not found: looked in {looked} "
+        f"and the Hugging Face cache ({hub_cache_dir()}); {why} it was not downloaded: "
+        f"{_how_to_get(entry)}"
+    )
+
+
+def fetch_checkpoint(name: str, manifest: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """Make a registry checkpoint available offline (download into the HF cache if needed);
+    returns (path, sha256) after verification."""
+    path = resolve_checkpoint(name, manifest=manifest)
+    return path, verify_file(path, get_entry(name, manifest))
+
+
+def checkpoint_state(entry: Entry) -> tuple[str, Path | None]:
+    """(state, path) without downloading or hashing: "local" (in weights/ or
+    $DGN_WEIGHTS_DIR), "cached" (in the HF cache), or "missing"."""
+    found = _find_local(entry)
+    if found is not None:
+        return "local", found
+    if entry.source.on_hub:
+        cached = _find_cached(entry)
+        if cached is not None:
+            return "cached", cached
+    return "missing", None
+
+
+# --- state dicts -------------------------------------------------------------------------------
+
+
+def _clean(state: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
+    for key in _WRAPPER_KEYS:  # training checkpoints wrap the weights
+        if isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
+    out = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix) :], True
+        out[key] = value
+    if not out:
+        raise CheckpointError(f"{source}: holds no tensors; not a model checkpoint")
+    return out
+
+
+def load_state_dict_file(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, cleaned: safetensors, or a `.pth` read with
+    torch.load(weights_only=True) (never arbitrary pickles). Prefixes `module.` / `_orig_mod.`
+    stripped; `{"params": ...}`, `{"state_dict": ...}` (and params_ema / model) unwrapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = load_file(str(path), device=device)
+    except (SafetensorError, OSError) as e:
+        if path.suffix == ".safetensors":
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:  # unpickling refused, truncated file, not a checkpoint
+            reason = " ".join(str(e).split())[:200]
+            raise CheckpointError(
+                f"{path}: cannot be read as safetensors nor as a plain PyTorch state dict "
+                f"(torch.load weights_only=True: {reason})"
+            ) from None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return _clean(state, str(path))
+
+
+def load_state_dict_strict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, first: int = 5
+) -> None:
+    """Load strictly, converting dtypes; on mismatch raise one CheckpointError listing the first
+    missing, unexpected and wrongly shaped keys. A missing `num_batches_tracked` is accepted
+    (checkpoints from before PyTorch 0.4 lack it)."""
+    reference = model.state_dict()
+    missing = [k for k in reference if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in reference]
+    shapes = [
+        f"{k} {list(state[k].shape)} vs {list(reference[k].shape)}"
+        for k in reference
+        if k in state and state[k].shape != reference[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {', '.join(missing[:first])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:first])})")
+        if shapes:
+            parts.append(f"{len(shapes)} of another shape (first: {'; '.join(shapes[:first])})")
+        raise CheckpointError(
+            f"{source}: does not match {type(model).__name__}: {'; '.join(parts)}"
+        )
+    full = dict(reference)  # keeps num_batches_tracked where the file has none
+    full.update({k: v.to(reference[k].dtype) for k, v in state.items()})
+    model.load_state_dict(full, strict=True)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+# --- DGN ---------------------------------------------------------------------------------------
 
 
 def save_dgn(
@@ -36,25 +401,98 @@ def save_dgn(
     return Path(path)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
-
-
-def load_dgn(path: str | os.PathLike, device: str | torch.device = "cpu") -> DGN:
-    """Build a DGN from a safetensors checkpoint's stored config and load its weights (strict)."""
+def load_dgn(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> DGN:
+    """Build a DGN from a safetensors checkpoint's stored config and load its weights (strict).
+    Accepts a file path or a registry name (e.g. "dgn-image")."""
+    path = resolve_checkpoint(name_or_path, kind="dgn")
     meta = read_metadata(path)
     if CONFIG_KEY not in meta:
         raise CheckpointError(f"{path}: no '{CONFIG_KEY}' in the metadata; not a dgn checkpoint")
     model = DGN(DGNConfig.from_json(meta[CONFIG_KEY]))
-    state = load_file(str(path), device=str(device))
-    reference = model.state_dict()
-    state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+    state = load_file(str(path), device="cpu")
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not match the stored config: {e}") from e
+        load_state_dict_strict(model, state, str(path))
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} (weights do not match the stored config)") from None
     return model.to(device).eval()
+
+
+# --- depth -------------------------------------------------------------------------------------
+
+
+def save_depth_net(
+    net: SmallDepthNet, path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write a SmallDepthNet's weights with its config (JSON) in the safetensors metadata."""
+    meta = {
+        DEPTH_CONFIG_KEY: net.config.to_json(),
+        "architecture": "SmallDepthNet",
+        "format": "pt",
+        **{k: str(v) for k, v in (metadata or {}).items()},
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return Path(path)
+
+
+# architecture name (manifest) -> (constructor, DepthEstimator adapter kind)
+_DEPTH_ARCHS = {
+    "DepthAnythingV2Small": (DepthAnythingV2Small, "depth-anything-v2"),
+    "MegaDepthHourglass": (MegaDepthHourglass, "megadepth"),
+}
+
+
+def _guess_depth_architecture(state: Mapping[str, torch.Tensor]) -> str | None:
+    if "pretrained.pos_embed" in state and "depth_head.scratch.output_conv1.weight" in state:
+        return "DepthAnythingV2Small"
+    if "3.0.0.1.0.0.weight" in state and tuple(state.get("0.weight", torch.empty(0)).shape) == (
+        128,
+        3,
+        7,
+        7,
+    ):
+        return "MegaDepthHourglass"
+    return None
+
+
+def load_depth_estimator(
+    name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> DepthEstimator:
+    """A ready DepthEstimator (RGB [0, 1] -> normalised inverse depth [0, 1], 1 = nearest) from
+    a registry name or a file: our SmallDepthNet safetensors (config in the metadata), Depth
+    Anything V2 Small (.pth / safetensors) or MegaDepth (.pth, `module.` keys)."""
+    text = os.fspath(name_or_path)
+    path = resolve_checkpoint(text, kind="depth")
+    entry = load_manifest().get(text)
+    label = entry.name if entry is not None else path.name
+
+    meta = read_metadata(path) if _is_safetensors(path) else {}
+    if DEPTH_CONFIG_KEY in meta:
+        net: nn.Module = SmallDepthNet(SmallDepthConfig.from_json(meta[DEPTH_CONFIG_KEY]))
+        load_state_dict_strict(net, load_file(str(path)), str(path))
+        return DepthEstimator(net, kind="small", name=label).to(device).eval()
+    if entry is not None and entry.architecture == "SmallDepthNet":
+        raise CheckpointError(
+            f"{path}: no '{DEPTH_CONFIG_KEY}' in the metadata; not a SmallDepthNet"
+        )
+
+    state = load_state_dict_file(path)
+    arch = entry.architecture if entry is not None else _guess_depth_architecture(state)
+    if arch not in _DEPTH_ARCHS:
+        raise CheckpointError(
+            f"{path}: not a depth checkpoint this tool knows (expected a dgn SmallDepthNet "
+            f"safetensors, Depth Anything V2 Small or MegaDepth weights)"
+        )
+    build, kind = _DEPTH_ARCHS[arch]
+    net = build()
+    load_state_dict_strict(net, state, str(path))
+    return DepthEstimator(net, kind=kind, name=label).to(device).eval()
+
+
+def _is_safetensors(path: Path) -> bool:
+    try:
+        with safe_open(str(path), framework="pt"):
+            return True
+    except (SafetensorError, OSError):
+        return False
