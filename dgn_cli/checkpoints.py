@@ -53,6 +53,7 @@ __all__ = [
     "DEPTH_CONFIG_KEY",
     "add_manifest_entry",
     "checkpoint_state",
+    "expected_sha256",
     "fetch_checkpoint",
     "hub_cache_dir",
     "load_depth_estimator",
@@ -73,7 +74,7 @@ DEFAULT_DGN = {"image": "dgn-image", "video": "dgn-video"}
 DEFAULT_DEPTH = "dgn-depth-small"
 
 # Where a user passes a file instead of a registry name, per checkpoint kind.
-_PATH_OPTION = {"depth": "--depth-model PATH", "dgn": "--weights PATH", "vgg": "its file path"}
+_PATH_OPTION = {"depth": "--depth-model PATH", "dgn": "--weights PATH", "vgg": "--vgg-weights PATH"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model")
 _PREFIXES = ("module.", "_orig_mod.")
