@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from dgn_cli import distributed
 from dgn_cli.errors import CheckpointError, DeviceError, DgnError, InputError, OutputError
@@ -249,8 +249,8 @@ def load_vgg(vgg_weights: str | None, device: torch.device) -> nn.Module:
         state = checkpoints.load_state_dict_file(path)
     except CheckpointError as e:
         raise CheckpointError(
-            f"{e} (the perceptual loss needs VGG-19 weights: `dgn weights fetch vgg19`, "
-            "--vgg-weights FILE, or --lambda-p 0 to train without it)"
+            f"{e} [needed by the perceptual loss; or pass --vgg-weights FILE, "
+            "or --lambda-p 0 to train without it]"
         ) from None
     vgg = VGG19Conv33()
     try:
@@ -278,8 +278,8 @@ def load_frozen_depth(cfg: TrainConfig, device: torch.device) -> nn.Module | Non
         estimator = load_depth_estimator(cfg.depth_model, device)
     except CheckpointError as e:
         raise CheckpointError(
-            f"{e} (the initial depth D_b needs a depth estimator: train one with "
-            "`dgn train --task depth --export dgn-depth-small`, or pass --depth-model exact)"
+            f"{e} [needed for the initial depth D_b; with exact depth in the data "
+            "(--data synth) --depth-model exact trains without an estimator]"
         ) from None
     estimator.requires_grad_(False)
     return estimator.eval().to(device)
@@ -310,10 +310,28 @@ def initial_depth(
 # --- data ----------------------------------------------------------------------------------
 
 
-def build_datasets(cfg: TrainConfig, run: RunOptions, depth_estimator: nn.Module | None):
-    """(train, validation) datasets for `cfg.data` ("synth" or a GOPRO-layout folder)."""
+def build_datasets(
+    cfg: TrainConfig,
+    run: RunOptions,
+    depth_estimator: nn.Module | None,
+    info: distributed.DistInfo | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Dataset, Dataset]:
+    """(train, validation) datasets for `cfg.data`.
+
+    synth: SynthDataset rendered on the fly from `cfg.photos` (item i a pure function of
+    (seed, i)); validation renders cfg.val_count un-augmented scenes from its own seed range
+    (seed + VAL_SEED_OFFSET), so its scenes never occur in training (the photos that texture
+    them are shared).
+    folder: PairedFolderDataset train split (random crops, paper augmentation); validation is
+    cfg.val_count whole frames evenly spaced over the test split. Without depth/ folders the
+    frozen estimator's depth of the sharp frame is the depth target and its depth of the
+    blurred frame is D_b, computed once and cached (rank 0 first, the other ranks then read
+    the cache).
+    """
     from dgn_cli.data import datasets as data
 
+    info = info or distributed.DistInfo()
     if cfg.data == "synth":
         photos = Path(cfg.photos)
         if not photos.is_dir():
@@ -330,19 +348,35 @@ def build_datasets(cfg: TrainConfig, run: RunOptions, depth_estimator: nn.Module
             augment=False,
         )
         return train_set, val_set
+
     root = Path(cfg.data)
     if not root.is_dir():
         raise InputError(f"{root}: no such folder; --data takes a GOPRO-layout folder or 'synth'")
-    extra: dict[str, Any] = {}
-    if depth_estimator is not None or cfg.task == "depth" or cfg.depth_model == EXACT_DEPTH:
-        extra = {"depth_estimator": depth_estimator, "cache_dir": run.depth_cache}
-    train_set = data.PairedFolderDataset(
-        root, split="train", frames=cfg.frames, crop=cfg.crop, seed=cfg.seed, **extra
-    )
-    val_set = data.PairedFolderDataset(
-        root, split="test", frames=cfg.frames, crop=None, augment=False, seed=cfg.seed, **extra
-    )
-    return train_set, val_set
+    extra: dict[str, Any] = {"cache_dir": run.depth_cache, "progress": progress}
+    if cfg.task == "baseline":
+        extra["require_depth"] = False
+    elif cfg.task != "depth" and cfg.depth_model != EXACT_DEPTH:
+        extra["depth_estimator"] = depth_estimator
+
+    def make() -> tuple[Dataset, Dataset]:
+        train_set = data.PairedFolderDataset(
+            root, split="train", frames=cfg.frames, crop=cfg.crop, seed=cfg.seed, **extra
+        )
+        test_set = data.PairedFolderDataset(
+            root, split="test", frames=cfg.frames, crop=None, augment=False, seed=cfg.seed, **extra
+        )
+        n = len(test_set)
+        picks = sorted(
+            {round(i * (n - 1) / max(1, cfg.val_count - 1)) for i in range(cfg.val_count)}
+        )
+        return train_set, Subset(test_set, picks[:n])
+
+    if info.enabled and not info.is_main:
+        distributed.barrier()  # let rank 0 fill the depth cache first
+        return make()
+    sets = make()
+    distributed.barrier()
+    return sets
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -731,7 +765,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     random.seed(cfg.seed)
     model = build_model(cfg).to(device)
     optimizer = build_optimizer(model, cfg)
-    start_step, wall_before, last_val = 0, 0.0, {}
+    start_step, wall_before, last_val, last_loss = 0, 0.0, {}, math.nan
     if payload is not None:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
@@ -739,6 +773,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
         start_step = int(payload["step"])
         wall_before = float(payload.get("wall_time_s", 0.0))
         last_val = dict(payload.get("val", {}))
+        last_loss = float(payload.get("loss", math.nan))
         log.truncate_after(start_step)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -746,7 +781,11 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     # 3. Loss (VGG-19 for the perceptual term), frozen depth estimator, data.
     loss_fn = build_loss(cfg, run, device)
     estimator = load_frozen_depth(cfg, device)
-    train_set, val_set = datasets or build_datasets(cfg, run, estimator)
+
+    def cache_progress(done: int, total: int) -> None:
+        emit({"event": "depth_cache", "step": start_step, "done": done, "total": total})
+
+    train_set, val_set = datasets or build_datasets(cfg, run, estimator, info, cache_progress)
     batches = step_batches(
         train_set,
         cfg,
@@ -780,6 +819,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 step=step,
                 wall_time_s=wall_before + time.perf_counter() - t_start,
                 val=last_val,
+                loss=last_loss,
                 **extra,
             )
             emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
@@ -806,7 +846,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     t_start = time.perf_counter()
     t_log, steps_since_log = t_start, 0
     sums: dict[str, torch.Tensor] = {}
-    step, interrupted, last_loss = start_step, False, math.nan
+    step, interrupted = start_step, False
     model.train()
     with StopFlag(run.handle_signals) as stop:
         for batch in batches:
@@ -870,7 +910,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 log.write(record)
                 emit(record)
                 t_log, steps_since_log, sums = now, 0, {}
-            if run.val_every and (step % run.val_every == 0 or step == cfg.steps):
+            if step == cfg.steps or (run.val_every > 0 and step % run.val_every == 0):
                 last_val = validate(model, val_set, cfg, estimator, device, precision, info)
                 val_record = {"event": "val", "step": step, **last_val}
                 log.write(val_record)
@@ -888,7 +928,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     summary: dict[str, Any] = {
         "event": "end",
         "step": step,
-        "loss": last_loss,
+        "loss": None if math.isnan(last_loss) else last_loss,
         "steps": cfg.steps,
         "interrupted": interrupted,
         "wall_time_s": wall,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from click.core import ParameterSource
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from dgn_cli.commands.common import (
     DeviceOpt,
@@ -95,13 +95,86 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    # Compared by name: Typer may bring its own copy of click's ParameterSource enum.
+    return getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def _fmt_record(r: dict[str, Any]) -> str:
-    terms = " ".join(f"{k[5:]} {v:.4g}" for k, v in sorted(r.items()) if k.startswith("loss_"))
-    eta = time.strftime("%H:%M:%S", time.gmtime(r.get("eta_s", 0)))
+    """step, loss (terms), lr, samples/s, ETA: the one line a training step shows."""
+    terms = " ".join(f"{k[5:]} {v:.3g}" for k, v in sorted(r.items()) if k.startswith("loss_"))
+    eta = r.get("eta_s", 0.0)
+    eta_text = f"{int(eta // 3600)}:{time.strftime('%M:%S', time.gmtime(eta))}"
     return (
-        f"step {r['step']:>7}  loss {r['loss']:.4g} ({terms})  lr {r['lr']:.2e}  "
-        f"{r['samples_per_s']:.1f} samples/s  ETA {eta}"
+        f"step {r['step']}/{r['steps']}  loss {r['loss']:.4g} ({terms})  lr {r['lr']:.2e}  "
+        f"{r['samples_per_s']:.1f} samples/s  ETA {eta_text}"
     )
+
+
+class TrainDisplay:
+    """Renders the loop's events on stderr: a live rich progress bar on a terminal, plain
+    lines (one per logged step) otherwise, e.g. in a log file or CI."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.live = enabled and err_console.is_terminal
+        self.progress: Progress | None = None
+        self.task = None
+
+    def print(self, text: str) -> None:
+        console = self.progress.console if self.progress is not None else err_console
+        console.print(text, soft_wrap=True, highlight=False)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        event = record.get("event")
+        if event == "start":
+            verb = "resuming at" if record["resumed"] else "starting at"
+            self.print(
+                f"train {verb} step {record['step']}/{record['steps']} on {record['device']} "
+                f"({record['precision']}, {record['world_size']} process(es), global batch "
+                f"{record['global_batch']}, {record['parameters']:,} parameters, "
+                f"{record['train_items']:,} training items)"
+            )
+            self.steps = record["steps"]
+            if self.live:
+                self.progress = Progress(
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.description}"),
+                    console=err_console,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task(
+                    "", total=record["steps"], completed=record["step"]
+                )
+        elif event == "depth_cache":
+            if record["done"] in (0, record["total"]) or not self.live:
+                self.print(f"depth maps for the cache: {record['done']}/{record['total']}")
+        elif event == "train":
+            line = _fmt_record({"steps": self.steps, **record})
+            if self.progress is not None:
+                self.progress.update(
+                    self.task, completed=record["step"], description=line[line.index("loss") :]
+                )
+            else:
+                self.print(line)
+        elif event == "val":
+            skip = ("event", "step", "count")
+            metrics = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in skip)
+            self.print(f"val step {record['step']}  {metrics}")
+        elif event == "checkpoint" and not self.live:
+            self.print(f"checkpoint {record['path']} (step {record['step']})")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 def register(app: typer.Typer) -> None:
@@ -232,7 +305,7 @@ def register(app: typer.Typer) -> None:
         explicit: dict[str, Any] = {}
         if resume:
             for option, field_name in RECIPE_OPTIONS.items():
-                if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
+                if _from_command_line(ctx, option):
                     if option == "widths":
                         key = "depth_widths" if task == Task.depth else "widths"
                         explicit[key] = width_tuple
@@ -263,31 +336,14 @@ def register(app: typer.Typer) -> None:
         # Under torchrun every process runs this command; only rank 0 talks.
         show = not quiet and training.distributed.env_info().is_main
 
-        def on_event(record: dict[str, Any]) -> None:
-            if not show:
-                return
-            event = record.get("event")
-            if event == "start":
-                verb = "resuming at" if record["resumed"] else "starting at"
-                err_console.print(
-                    f"train {verb} step {record['step']}/{record['steps']} on {record['device']} "
-                    f"({record['precision']}, {record['world_size']} process(es), global batch "
-                    f"{record['global_batch']}, {record['parameters']:,} parameters, "
-                    f"{record['train_items']:,} training items)"
-                )
-            elif event == "train":
-                err_console.print(_fmt_record(record))
-            elif event == "val":
-                metrics = "  ".join(
-                    f"{k} {v:.4f}" for k, v in record.items() if k not in ("event", "step", "count")
-                )
-                err_console.print(f"[bold]val[/] step {record['step']}  {metrics}")
-            elif event == "checkpoint":
-                err_console.print(f"[dim]checkpoint {record['path']} (step {record['step']})[/]")
+        display = TrainDisplay(enabled=show)
 
-        summary = training.train(
-            cfg, run, resume=resume, resume_overrides=explicit, on_event=on_event
-        )
+        try:
+            summary = training.train(
+                cfg, run, resume=resume, resume_overrides=explicit, on_event=display
+            )
+        finally:
+            display.close()
         if json_out:
             if training.distributed.env_info().is_main:
                 print_json(summary)
@@ -299,7 +355,7 @@ def register(app: typer.Typer) -> None:
                 )
             else:
                 err_console.print(
-                    f"done: step {summary['step']}, loss {summary['loss']:.4g}, "
+                    f"done: step {summary['step']}, loss {_num(summary['loss'])}, "
                     f"{summary['wall_time_s']:.0f} s; checkpoint {summary['checkpoint']}"
                 )
             if "export" in summary:

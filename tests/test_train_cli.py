@@ -1,0 +1,110 @@
+"""`dgn train` from the command line: synthetic data, resume, export, and 2-process DDP (Gloo)."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dgn_cli.checkpoints import load_dgn
+from dgn_cli.cli import app
+from dgn_cli.distributed import state_digest
+from dgn_cli.train import load_checkpoint
+
+runner = CliRunner()
+TINY = ["--widths", "4,8,8", "--config", "blocks_per_scale=1", "--config", "bottom_blocks=1",
+        "--config", "sft_chs=4", "--config", "baseline_extra_blocks=1",
+        "--config", "baseline_extra_mid_chs=8"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        img = cv2.GaussianBlur(rng.random((90, 120, 3)).astype(np.float32), (0, 0), 2)
+        img = (img - img.min()) / (img.max() - img.min())
+        cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
+    return folder
+
+
+def args(photos, out, *extra, steps=3):
+    return [
+        "train", "--data", "synth", "--photos", str(photos), "--steps", str(steps),
+        "--batch-size", "2", "--crop", "32", "--lambda-p", "0", "--depth-model", "exact",
+        "--out", str(out), "--workers", "0", "--precision", "fp32", "--log-every", "1",
+        "--val-every", "0", "--val-count", "2", "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_train_synth_resume_and_export(photos, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, [*args(photos, out, "--json"), *TINY])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["step"] == 3 and not summary["interrupted"]
+    assert summary["val"]["psnr"] > 0 and 0 < summary["val"]["ssim"] <= 1
+    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["event"] == "train"] == [1, 2, 3]
+    assert all("step" in x and "loss" in x for x in lines)
+
+    # Same run folder without --resume: refused, nothing lost.
+    again = runner.invoke(app, [*args(photos, out), *TINY])
+    assert again.exit_code == 1 and "--resume" in again.output
+
+    # Resume with a longer schedule (only --steps may change), then export.
+    weights = tmp_path / "weights"
+    result = runner.invoke(
+        app,
+        ["train", "--out", str(out), "--resume", "--steps", "5", "--workers", "0", "--quiet",
+         "--precision", "fp32", "--json", "--export", "tiny", "--export-dir", str(weights)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["step"] == 5
+    model = load_dgn(weights / "tiny.safetensors")
+    state = load_checkpoint(out / "checkpoint.pt")["model"]
+    assert state_digest(model.state_dict()) == state_digest(state)
+    x = torch.rand(1, 3, 20, 20) * 2 - 1
+    assert model(x, torch.rand(1, 1, 20, 20)).image.shape == (1, 3, 20, 20)
+    entry = json.loads((weights / "manifest.json").read_text())["entries"][0]
+    assert entry["training"]["steps"] == 5 and entry["training"]["data"] == "synth"
+
+    # Changing the recipe on resume is refused.
+    bad = runner.invoke(app, ["train", "--out", str(out), "--resume", "--lr", "0.1"])
+    assert bad.exit_code == 1 and "--lr" in bad.output
+
+
+@pytest.mark.parametrize("task", ["depth", "video"])
+def test_other_tasks_from_the_cli(photos, tmp_path, task):
+    widths = ["--widths", "4,8"] if task == "depth" else TINY
+    result = runner.invoke(app, [*args(photos, tmp_path / task, "--task", task, steps=2), *widths])
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_inputs_exit_1(tmp_path):
+    result = runner.invoke(
+        app, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 1 and "no such folder" in result.output
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--resume"])
+    assert result.exit_code == 1 and "no checkpoint" in result.output
+
+
+def test_two_gloo_processes_end_with_identical_weights(photos, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "dgn_cli", *args(photos, out, "--json", steps=3), *TINY,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)  # only rank 0 prints
+    assert summary["world_size"] == 2
+    digests = summary["rank_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1] and summary["ranks_in_sync"]
+    assert digests[0] == state_digest(load_checkpoint(out / "checkpoint.pt")["model"])
