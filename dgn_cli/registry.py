@@ -76,6 +76,10 @@ class Entry:
             raise CheckpointError(
                 f"{where}: entry {data['name']!r} has kind {data['kind']!r}; one of {KINDS}"
             )
+        if data.get("status", "public") not in STATUSES:
+            raise CheckpointError(
+                f"{where}: entry {data['name']!r} has status {data['status']!r}; one of {STATUSES}"
+            )
         known = set(cls.__dataclass_fields__)
         fields = {k: v for k, v in data.items() if k in known}
         fields["source"] = Source(

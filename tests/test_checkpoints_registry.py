@@ -223,3 +223,14 @@ def test_add_manifest_entry_adds_and_replaces_atomically(tmp_path):
     with pytest.raises(CheckpointError, match="lacks"):
         add_manifest_entry({"name": "broken"}, path)
     assert list(load_manifest(path)) == ["toy-depth", "dgn-mine"]
+
+
+def test_a_pinned_file_cached_at_main_by_another_tool_is_used(tmp_path, hub_cache):
+    data = b"toy weights"
+    other_revision = "f" * 40  # `main` as another tool fetched it (refs/main points here)
+    link = fake_hub_file(hub_cache, "someone/toy", "toy.pth", other_revision, data)
+    pinned = _manifest(tmp_path, sha256=hashlib.sha256(data).hexdigest())
+    assert resolve_checkpoint("toy-depth", manifest=pinned) == link
+    moved_on = _manifest(tmp_path, sha256="0" * 64)  # main now holds other content: not ours
+    with pytest.raises(CheckpointError, match="not found: looked in"):
+        resolve_checkpoint("toy-depth", manifest=moved_on)
