@@ -45,7 +45,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from dgn_cli.errors import InputError, OutputError
-from dgn_cli.fsutil import write_bytes_atomic
+from dgn_cli.fsutil import atomic_path
 
 # OpenCV logs decoder complaints straight to stderr; the CLI reports bad files itself.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -165,7 +165,9 @@ def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, str, int,
             return exif, icc, mode, orientation, error
     except Image.DecompressionBombError:
         return None, None, "", 1, ""  # huge but legitimate: OpenCV decodes it
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except UnidentifiedImageError:
+        return None, None, "", 1, "unknown image format"
+    except (OSError, ValueError, SyntaxError) as e:
         return None, None, "", 1, str(e) or type(e).__name__
 
 
@@ -184,6 +186,8 @@ def _pillow_decode(path: Path, data: bytes, pil_error: str) -> np.ndarray:
             elif im.mode not in ("L", "LA", "RGB", "RGBA"):
                 im = im.convert("RGBA" if "A" in im.mode else "RGB")
             return np.asarray(im)
+    except UnidentifiedImageError:
+        pass
     except Exception as e:
         why = pil_error or str(e) or type(e).__name__
     raise InputError(f"{path}: cannot decode: corrupt or not a supported image ({why})")
@@ -251,7 +255,7 @@ def output_ext(path: str | os.PathLike, fmt: str | None = None) -> str:
     return ext
 
 
-def _convert(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def convert_dtype(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     src = arr.dtype
     if src == dtype:
         return arr
@@ -287,11 +291,11 @@ def write_image(
     elif dtype == np.uint16 and ext not in BITS16:
         dtype = np.dtype(np.uint8)
         notes.append(f"16-bit image written as 8-bit ({ext} stores 8 bits; use .png or .tiff)")
-    pixels = _convert(pixels, dtype)
+    pixels = convert_dtype(pixels, dtype)
     if alpha is not None and ext in NO_ALPHA:
         notes.append("alpha channel dropped (JPEG has no alpha; use .png, .webp or .tiff)")
         alpha = None
-    alpha = _convert(alpha, dtype) if alpha is not None else None
+    alpha = convert_dtype(alpha, dtype) if alpha is not None else None
     meta = bool(exif or icc)
     pillow = ext in (".tif", ".tiff") and dtype == np.uint8 and meta
     gray_alpha = pixels.ndim == 2 and alpha is not None
@@ -307,8 +311,22 @@ def write_image(
             pixels = np.repeat(pixels[:, :, None], 3, axis=2)
         data = _encode_cv(ext, pixels, alpha, exif if meta else None, icc if meta else None,
                           quality)  # fmt: skip
-    write_bytes_atomic(path, data)
+    _write_atomic(path, data)
     return notes
+
+
+def _file_mode() -> int:
+    """Permissions a plain open() would give a new file (0o666 minus the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # The temp file comes from mkstemp (mode 0600): give it ordinary permissions first.
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+        os.chmod(tmp, _file_mode())
 
 
 def _encode_cv(ext, pixels, alpha, exif, icc, quality) -> bytes:
@@ -359,3 +377,83 @@ def _encode_pillow(ext, pixels, alpha, exif, icc) -> bytes:
         buf, "TIFF" if ext in (".tif", ".tiff") else "PNG", **kwargs
     )
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------- batches
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class Found:
+    """An input file and the folder its output path mirrors (relative to `base`)."""
+
+    path: Path
+    base: Path
+
+
+def expand_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list[Found], list[str]]:
+    """Files, folders (searched recursively for images) and globs -> (found files in order,
+    without duplicates; one error line per input that matched nothing). Files under
+    `exclude` (the output folder) are skipped so a rerun does not deblur its own outputs."""
+    import glob
+
+    found: list[Found] = []
+    errors: list[str] = []
+    seen: set[Path] = set()
+    exclude = exclude.resolve() if exclude is not None else None
+
+    def add(path: Path, base: Path) -> None:
+        key = path.resolve()
+        if key in seen or (exclude is not None and key.is_relative_to(exclude)):
+            return
+        seen.add(key)
+        found.append(Found(path, base))
+
+    for text in inputs:
+        path = Path(text).expanduser()
+        if path.is_file():
+            add(path, path.parent)
+        elif path.is_dir():
+            images = sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
+            if not images:
+                errors.append(f"{path}: no images in this folder ({', '.join(IMAGE_EXTS)})")
+            for p in images:
+                add(p, path)
+        elif _GLOB_CHARS & set(text):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
+            images = [m for m in matches if m.is_file() and is_image_path(m)]
+            if not images:
+                errors.append(f"{text}: no image files match this pattern")
+            base = _glob_base(text)
+            for p in images:
+                add(p, base)
+        else:
+            errors.append(f"{text}: no such file or folder")
+    return found, errors
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder part of a glob before its first wildcard ('photos/**/*.jpg' -> 'photos')."""
+    parts = Path(os.path.expanduser(pattern)).parts
+    fixed = []
+    for part in parts:
+        if _GLOB_CHARS & set(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def output_paths(
+    found: list[Found], out: Path, to_file: bool, ext: str | None = None, stem_suffix: str = ""
+) -> list[Path]:
+    """Where each input's output goes: `out` itself when `to_file`, else `out` / the input's
+    path relative to its base folder (mirroring the input tree), with extension `ext` (None =
+    the input's) and `stem_suffix` added to the name."""
+    if to_file:
+        return [out]
+    paths = []
+    for f in found:
+        rel = f.path.relative_to(f.base) if f.path.is_relative_to(f.base) else Path(f.path.name)
+        name = rel.stem + stem_suffix + (ext or rel.suffix.lower())
+        paths.append(out / rel.parent / name)
+    return paths

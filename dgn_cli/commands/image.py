@@ -1,12 +1,431 @@
-"""`dgn deblur-image`."""
+"""`dgn deblur-image`, and the batch machinery `dgn depth` shares with it.
 
+    dgn deblur-image photo.jpg -o sharp.jpg
+    dgn deblur-image shoot/ 'extra/*.png' -o sharp/ --save-depth --compare
+
+One INPUT that is a file -> OUT is that output file; several inputs, a folder or a glob ->
+OUT is a folder mirroring the input tree (relative to each folder, or to a glob's fixed
+prefix). Outputs keep the input's format unless --format (or OUT's extension) says otherwise.
+Existing outputs are skipped unless --overwrite; an output that would replace an input is
+refused; a file that cannot be read is reported in one line and the batch goes on; the exit
+code is 1 if any file failed. Extras beside each output: `<name>.depth.png` (--save-depth:
+the refined depth D_r the network used, 16-bit PNG) and `<name>.compare.<ext>`
+(--compare: blurred | depth (colour-mapped) | deblurred, 8-bit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from dgn_cli.commands.common import not_implemented
+from dgn_cli import io
+from dgn_cli.commands.common import (
+    DepthModelOpt,
+    DeviceOpt,
+    JsonOpt,
+    OutputOpt,
+    OverwriteOpt,
+    Precision,
+    PrecisionOpt,
+    QuietOpt,
+    WeightsOpt,
+    cli_errors,
+    err_console,
+    print_json,
+)
+from dgn_cli.engine import DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
+from dgn_cli.errors import DgnError, OutputError
 
 
+class ImageFormat(StrEnum):
+    png = "png"
+    jpg = "jpg"
+    tiff = "tiff"
+    webp = "webp"
+    bmp = "bmp"
+
+
+TileOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--tile",
+        min=0,
+        help="tile size in px, context included (0 = whole image; default: the largest that "
+        "fits the device's memory budget)",
+    ),
+]
+TileOverlapOpt = Annotated[
+    int,
+    typer.Option("--tile-overlap", min=0, help="px shared by neighbouring tiles (blended)"),
+]
+FormatOpt = Annotated[
+    ImageFormat | None,
+    typer.Option("--format", help="output format (default: OUT's extension, else the input's)"),
+]
+QualityOpt = Annotated[
+    int | None,
+    typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality (default 95)"),
+]
+InputsArg = Annotated[
+    list[str], typer.Argument(help="image files, folders (searched recursively) or globs")
+]
+
+
+# ------------------------------------------------------------------------------ engine
+def build_engine(
+    *,
+    weights: str | None,
+    depth_model: str | None,
+    device: str,
+    precision: Precision | str,
+    tile: int | None,
+    tile_overlap: int,
+    quiet: bool,
+    load_dgn: bool = True,
+) -> Engine:
+    """The engine for a command; says loudly when the weights are random, and (unless quiet)
+    which device and precision run."""
+    cfg = EngineConfig(
+        weights=weights,
+        depth_model=depth_model,
+        device=device,
+        precision=str(precision),
+        tile=tile,
+        tile_overlap=tile_overlap,
+        load_dgn=load_dgn,
+    )
+    if cfg.weights == RANDOM:
+        err_console.print(
+            "[bold yellow on red] WARNING [/] [bold yellow]--weights random: seeded RANDOM, "
+            "UNTRAINED networks. The outputs are NOT deblurred; use this only for testing.[/]"
+        )
+    engine = Engine(cfg)
+    if not quiet:
+        info = engine.info()
+        tile_text = {None: "auto", 0: "whole image"}.get(cfg.tile, f"{cfg.tile} px")
+        parts = [f"{info['device_name']}", info["precision"]]
+        if load_dgn:
+            parts.append(f"weights {info['weights']}")
+        if engine.uses_depth:
+            parts.append(f"depth {engine.depth_estimator.name}")
+        if load_dgn:
+            parts.append(f"tiles {tile_text}, overlap {cfg.tile_overlap} px")
+        err_console.print("[dim]dgn:[/] " + ", ".join(parts))
+    return engine
+
+
+# ------------------------------------------------------------------------------ progress
+class BatchProgress(AbstractContextManager):
+    """Rich progress on stderr: one bar for the files, one for the current file's tiles."""
+
+    def __init__(self, files: int, enabled: bool):
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=not enabled,
+        )
+        self.files = self.progress.add_task("files", total=files)
+        self.tiles = self.progress.add_task("tiles", total=None, visible=False)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start_file(self, name: str) -> None:
+        self.progress.update(self.files, description=f"[bold]{name}")
+        self.progress.reset(self.tiles, total=None, visible=False)
+
+    def on_tile(self, done: int, total: int) -> None:
+        self.progress.update(self.tiles, completed=done, total=total, visible=total > 1)
+
+    def end_file(self) -> None:
+        self.progress.advance(self.files)
+
+
+# ------------------------------------------------------------------------------ batches
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+
+
+@dataclass
+class Batch:
+    jobs: list[Job]
+    errors: list[str]  # inputs that matched nothing
+    to_file: bool
+
+
+def plan_batch(
+    inputs: list[str],
+    output: Path,
+    *,
+    ext: str | None,
+    stem_suffix: str = "",
+) -> Batch:
+    """Expand the inputs and decide each output path (see the module docstring).
+
+    `ext`: the output extension for every file (None = keep each input's)."""
+    output = output.expanduser()
+    single = len(inputs) == 1 and Path(inputs[0]).expanduser().is_file()
+    to_file = (
+        single
+        and not output.is_dir()
+        and output.suffix != ""
+        and not str(output).endswith(("/", "\\"))
+    )
+    exclude = None if to_file else output
+    found, errors = io.expand_inputs(inputs, exclude=exclude)
+    dsts = io.output_paths(found, output, to_file, ext, stem_suffix)
+    return Batch([Job(f.path, d) for f, d in zip(found, dsts, strict=True)], errors, to_file)
+
+
+@dataclass
+class Record:
+    """One file's outcome, for the summary and --json."""
+
+    input: str
+    output: str
+    status: str = "ok"  # ok | skipped | failed
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"input": self.input, "output": self.output, "status": self.status}
+        if self.error:
+            d["error"] = self.error
+        return {**d, **self.extra}
+
+
+def run_batch(
+    batch: Batch,
+    process: Callable[[Job, BatchProgress], dict[str, Any]],
+    *,
+    overwrite: bool,
+    quiet: bool,
+    extra_outputs: Callable[[Path], list[Path]] = lambda dst: [],
+) -> list[Record]:
+    """Run `process` on each job; refuse outputs equal to an input, skip existing outputs
+    unless `overwrite`, report a failing file in one line and go on."""
+    inputs = {j.src.resolve() for j in batch.jobs}
+    planned: set[Path] = set()
+    records: list[Record] = []
+    with BatchProgress(len(batch.jobs), enabled=not quiet) as prog:
+        for job in batch.jobs:
+            rec = Record(str(job.src), str(job.dst))
+            records.append(rec)
+            prog.start_file(job.src.name)
+            targets = [job.dst, *extra_outputs(job.dst)]
+            try:
+                resolved = [t.resolve() for t in targets]
+                if any(t in inputs for t in resolved):
+                    raise OutputError(
+                        f"{job.dst}: refusing to overwrite an input; choose another -o"
+                    )
+                if any(t in planned for t in resolved):
+                    raise OutputError(f"{job.dst}: two inputs would write this same output")
+                planned.update(resolved)
+                if not overwrite and any(t.exists() for t in targets):
+                    rec.status = "skipped"
+                    if not quiet:
+                        err_console.print(
+                            f"[yellow]skip[/] {job.dst} exists (use --overwrite to replace it)"
+                        )
+                else:
+                    t0 = time.perf_counter()
+                    rec.extra = process(job, prog)
+                    rec.extra["seconds"] = round(time.perf_counter() - t0, 3)
+                    for note in rec.extra.get("notes", []):
+                        if not quiet:
+                            err_console.print(f"[yellow]note[/] {job.dst}: {note}")
+            except (DgnError, OSError) as e:
+                rec.status, rec.error = "failed", str(e)
+                err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            prog.end_file()
+    return records
+
+
+def finish(
+    command: str, engine: Engine, batch: Batch, records: list[Record], as_json: bool, quiet: bool
+) -> None:
+    """Print the summary (stderr) or the JSON document (stdout); exit 1 if anything failed."""
+    for line in batch.errors:
+        err_console.print(f"[bold red]error:[/] {line}", soft_wrap=True)
+    counts = {s: sum(r.status == s for r in records) for s in ("ok", "skipped", "failed")}
+    failed = counts["failed"] + len(batch.errors)
+    if as_json:
+        print_json(
+            {
+                "command": command,
+                **engine.info(),
+                "files": [r.as_dict() for r in records],
+                "input_errors": batch.errors,
+                "summary": {**counts, "failed": failed, "total": len(records)},
+            }
+        )
+    if not quiet or failed:
+        names = ", ".join(Path(r.input).name for r in records if r.status == "failed")
+        names = ", ".join(filter(None, [names, *(e.split(":")[0] for e in batch.errors)]))
+        text = f"{counts['ok']} written, {counts['skipped']} skipped, {failed} failed"
+        err_console.print(text + (f" ({names})" if failed else ""), soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------ pictures
+COLORMAPS = {
+    name.removeprefix("COLORMAP_").lower(): getattr(cv2, name)
+    for name in dir(cv2)
+    if name.startswith("COLORMAP_")
+}
+
+
+def colorize(depth: np.ndarray, colormap: str = "turbo") -> np.ndarray:
+    """(H, W) float depth in [0, 1] -> (H, W, 3) uint8 RGB through an OpenCV colormap
+    (near = the hot end); "gray" gives a plain gray ramp."""
+    d8 = (np.clip(depth, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if colormap == "gray":
+        return np.repeat(d8[:, :, None], 3, axis=2)
+    return cv2.applyColorMap(d8, COLORMAPS[colormap])[:, :, ::-1]
+
+
+def write_depth16(path: Path, depth) -> None:
+    """(1, 1, H, W) tensor in [0, 1] -> 16-bit grayscale PNG (0 = far, 65535 = nearest)."""
+    io.write_image(path, io.from_tensor(depth, np.uint16, gray=True))
+
+
+def compare_panel(blurred: np.ndarray, depth_rgb: np.ndarray, sharp: np.ndarray) -> np.ndarray:
+    """blurred | depth | deblurred side by side, 8-bit RGB, 8-px white gaps."""
+    panels = [io.convert_dtype(p, np.dtype(np.uint8)) for p in (blurred, depth_rgb, sharp)]
+    h = panels[0].shape[0]
+    gap = np.full((h, 8, 3), 255, np.uint8)
+    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+
+
+# ------------------------------------------------------------------------------ command
 def register(app: typer.Typer) -> None:
     @app.command("deblur-image")
-    def deblur_image() -> None:
-        """Deblur photos (files, folders, globs)."""
-        raise not_implemented("deblur-image")
+    @cli_errors
+    def deblur_image(
+        inputs: InputsArg,
+        output: OutputOpt,
+        weights: WeightsOpt = None,
+        depth_model: DepthModelOpt = None,
+        device: DeviceOpt = "auto",
+        precision: PrecisionOpt = Precision.auto,
+        tile: TileOpt = None,
+        tile_overlap: TileOverlapOpt = DEFAULT_OVERLAP,
+        fmt: FormatOpt = None,
+        quality: QualityOpt = None,
+        save_depth: Annotated[
+            bool, typer.Option("--save-depth", help="also write <name>.depth.png (16-bit D_r)")
+        ] = False,
+        compare: Annotated[
+            bool,
+            typer.Option("--compare", help="also write <name>.compare: blurred | depth | sharp"),
+        ] = False,
+        overwrite: OverwriteOpt = False,
+        as_json: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Deblur photos: files, folders (recursive) and globs.
+
+        One input file -> OUT is the output file; otherwise OUT is a folder mirroring the
+        inputs. 8/16-bit, grayscale, alpha, EXIF orientation, EXIF and ICC are kept where
+        the output format allows.
+        """
+        ext = _output_ext(inputs, output, fmt)
+        batch = plan_batch(inputs, output, ext=ext)
+        engine = build_engine(
+            weights=weights,
+            depth_model=depth_model,
+            device=device,
+            precision=precision,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            quiet=quiet,
+        )
+
+        def extras(dst: Path) -> list[Path]:
+            out = []
+            if save_depth and engine.uses_depth:
+                out.append(dst.with_name(dst.stem + ".depth.png"))
+            if compare:
+                out.append(dst.with_name(dst.stem + ".compare" + dst.suffix))
+            return out
+
+        def process(job: Job, prog: BatchProgress) -> dict[str, Any]:
+            pic = io.read_image(job.src)
+            x = io.to_tensor(pic.rgb)
+            restored, depth, refined = engine.deblur(x, progress=prog.on_tile)
+            del x
+            sharp = io.from_tensor(restored, pic.rgb.dtype, gray=pic.gray)
+            del restored
+            notes = io.write_image(
+                job.dst, sharp, alpha=pic.alpha, exif=pic.exif, icc=pic.icc, quality=quality
+            )
+            guide = refined if refined is not None else depth
+            result: dict[str, Any] = {
+                "width": pic.width,
+                "height": pic.height,
+                "bits": pic.bits,
+                "gray": pic.gray,
+                "alpha": pic.alpha is not None,
+                "orientation": pic.orientation,
+                "tiles": engine.last_run.tiles,
+                "tile": engine.last_run.tile,
+                "oom_retries": engine.last_run.oom_retries,
+                "fp32_recomputed": engine.last_run.fp32_recomputed,
+                "notes": notes,
+            }
+            paths = iter(extras(job.dst))
+            if save_depth and guide is not None:
+                result["depth"] = str(path := next(paths))
+                write_depth16(path, guide)
+            if compare:
+                result["compare"] = str(path := next(paths))
+                d = guide[0, 0].numpy() if guide is not None else np.zeros(sharp.shape[:2])
+                rgb_sharp = sharp if sharp.ndim == 3 else np.repeat(sharp[:, :, None], 3, 2)
+                panel = compare_panel(pic.rgb, colorize(d), rgb_sharp)
+                io.write_image(path, panel, quality=quality, icc=pic.icc)
+            return result
+
+        records = run_batch(batch, process, overwrite=overwrite, quiet=quiet, extra_outputs=extras)
+        finish("deblur-image", engine, batch, records, as_json, quiet)
+
+
+def _output_ext(inputs: list[str], output: Path, fmt: ImageFormat | None) -> str | None:
+    """The extension every output gets (None = each input's own)."""
+    single = len(inputs) == 1 and Path(inputs[0]).expanduser().is_file()
+    if single and output.suffix and not output.is_dir():
+        ext = io.output_ext(output)
+        if fmt is not None and io.FORMATS[fmt.value] != io.FORMATS.get(ext.lstrip("."), ext):
+            raise typer.BadParameter(
+                f"--format {fmt.value} disagrees with the output name {output.name}"
+            )
+        return ext
+    return io.FORMATS[fmt.value] if fmt is not None else None

@@ -1,0 +1,90 @@
+"""The Python API: deblur numpy images without the command line.
+
+    import numpy as np
+    from dgn_cli.api import Deblurrer
+
+    deblurrer = Deblurrer(weights="dgn-image", device="auto")    # loads the models once
+    sharp = deblurrer.deblur(image)      # same dtype and shape as `image`
+    depth = deblurrer.depth(image)       # (H, W) float32, normalised inverse depth, 1 = nearest
+
+`image` is an RGB (not BGR) numpy array: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, of
+uint8, uint16 or float (float in [0, 1]). The result has the same dtype and shape: gray is
+deblurred as RGB and converted back (channel mean), alpha is passed through unchanged.
+For files use `dgn_cli.io.read_image` / `write_image`, which also handle EXIF and ICC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dgn_cli.engine import DEFAULT_OVERLAP, Engine, EngineConfig, Progress
+from dgn_cli.io import from_tensor, to_tensor
+
+
+class Deblurrer:
+    """Deblur numpy images with a DGN (see the module docstring). Arguments are those of
+    `EngineConfig`: weights (name | path | "random"), depth_model, device, precision,
+    tile (None = from the memory budget, 0 = whole image), tile_overlap."""
+
+    def __init__(
+        self,
+        weights: str | None = None,
+        depth_model: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        tile: int | None = None,
+        tile_overlap: int = DEFAULT_OVERLAP,
+        seed: int = 0,
+    ):
+        self.engine = Engine(
+            EngineConfig(
+                weights=weights,
+                depth_model=depth_model,
+                device=device,
+                precision=precision,
+                tile=tile,
+                tile_overlap=tile_overlap,
+                seed=seed,
+            )
+        )
+
+    def deblur(self, image: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        """Deblurred copy of `image`, same dtype and shape."""
+        rgb, alpha, gray, dtype = _split(image)
+        restored, _, _ = self.engine.deblur(to_tensor(rgb), progress)
+        out = from_tensor(restored, dtype, gray=gray)
+        if alpha is not None:
+            out = np.dstack([out, alpha])
+        return out.reshape(np.shape(image))
+
+    def depth(self, image: np.ndarray, refined: bool = False) -> np.ndarray:
+        """(H, W) float32 depth in [0, 1] (1 = nearest): the estimator's initial depth, or the
+        DGN's refined depth D_r with refined=True."""
+        rgb, _, _, _ = _split(image)
+        x = to_tensor(rgb)
+        depth = self.engine.estimate_depth(x)
+        if refined:
+            _, depth = self.engine.restore(x, depth)
+            if depth is None:
+                raise ValueError("this DGN variant (baseline) has no refined depth")
+        return depth[0, 0].numpy()
+
+
+def _split(image: np.ndarray):
+    """-> (RGB (H, W, 3), alpha or None, gray flag, dtype); floats are computed in float32."""
+    image = np.asarray(image)
+    if image.dtype not in (np.uint8, np.uint16) and image.dtype.kind != "f":
+        raise ValueError(f"unsupported image dtype {image.dtype}; use uint8, uint16 or float")
+    dtype = image.dtype
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        rgb, alpha, gray = np.repeat(image[:, :, None], 3, axis=2), None, True
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
+        rgb, gray = image[:, :, :3], False
+        alpha = image[:, :, 3].copy() if image.shape[2] == 4 else None
+    else:
+        raise ValueError(f"expected (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
+    if dtype.kind == "f":
+        rgb = np.clip(rgb, 0, 1).astype(np.float32)
+    return rgb, alpha, gray, dtype
