@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,12 +324,15 @@ def _layer_affine(layer: Layer, traj: Trajectory, tau: float, centre) -> np.ndar
 
 
 def _composite(frame: np.ndarray, layer: Layer, m: np.ndarray) -> None:
-    """Warp `layer` by the 2x3 map `m` and draw it over `frame` (H, W, 5) in place."""
+    """Warp `layer` by the 2x3 map `m` and draw it over `frame` (H, W, 5) in place.
+    (All 5 channels every time: a 4-channel warp is no faster and takes another SIMD path in
+    OpenCV, which would change the bytes of the published test split.)"""
     fh, fw = frame.shape[:2]
     ph, pw = layer.patch.shape[:2]
+    src = layer.patch
     if layer.backdrop:
         warped = cv2.warpAffine(
-            layer.patch, m, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+            src, m, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
         )
         frame[...] = warped
         return
@@ -342,7 +346,7 @@ def _composite(frame: np.ndarray, layer: Layer, m: np.ndarray) -> None:
     mm = m.copy()
     mm[:, 2] -= (x0, y0)
     warped = cv2.warpAffine(
-        layer.patch, mm, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+        src, mm, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )  # fmt: skip
     region = frame[y0:y1, x0:x1]
@@ -453,10 +457,11 @@ def render_sequence(
     for k in range(frames):
         acc = np.zeros((height, width, 3), np.float32)
         for j, tau in enumerate(taus[k]):
+            mid = j == (n_sub - 1) // 2
             for layer in layers:
                 _composite(frame, layer, _layer_affine(layer, traj, float(tau), centre))
             acc += frame[..., :3]
-            if j == (n_sub - 1) // 2:
+            if mid:
                 sharp[k] = to_u8(linear_to_srgb(frame[..., :3]))
                 depth[k] = frame[..., 4]
         blurred = linear_to_srgb(acc / n_sub)
@@ -477,6 +482,10 @@ def sample_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def write_png(path: Path, img: np.ndarray) -> None:
     """Atomically write an RGB uint8 (H, W, 3) or a uint16/uint8 (H, W) PNG."""
     if img.ndim == 3:
@@ -484,6 +493,7 @@ def write_png(path: Path, img: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), img):
             raise OSError(f"{path}: could not write PNG")
+        tmp.chmod(0o666 & ~_UMASK)  # a dataset is shared: not the temp file's private 0600
 
 
 def depth_to_u16(depth: np.ndarray) -> np.ndarray:
