@@ -1,12 +1,250 @@
-"""`dgn deblur-video`."""
+"""`dgn deblur-video`: one video in, one deblurred video out, audio and subtitles kept.
+
+    dgn deblur-video clip.mp4 -o clip_sharp.mp4
+    dgn deblur-video clip.mov -o sharp.mov --start 1:05 --duration 10 --compare --save-depth d.mp4
+    dgn deblur-video long.mp4 -o sharp.mp4 --resume        # after Ctrl-C or a crash
+
+The library (dgn_cli.video) does the work and reports progress through a callback; this module
+parses options, shows the progress bar (frames, frames/s, ETA) and prints the summary.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
-from dgn_cli.commands.common import not_implemented
+from dgn_cli.commands.common import (
+    DepthModelOpt,
+    DeviceOpt,
+    JsonOpt,
+    OverwriteOpt,
+    Precision,
+    PrecisionOpt,
+    QuietOpt,
+    WeightsOpt,
+    cli_errors,
+    err_console,
+    fail,
+    print_json,
+)
+from dgn_cli.commands.image import TileOpt, TileOverlapOpt
+from dgn_cli.engine import DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
+from dgn_cli.video import DEFAULT_SEGMENT_FRAMES, VideoOptions, deblur_video, work_dir
+from dgn_cli.video_ffmpeg import EncodeSettings, finished_segments
+from dgn_cli.video_probe import probe
+
+
+class VideoModel(StrEnum):
+    video = "video"
+    image = "image"
+
+
+def parse_time(text: str | None, option: str) -> float | None:
+    """Seconds ("12.5") or [HH:]MM:SS[.ms] ("1:05", "00:01:05.5") -> seconds."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)", text.strip())
+    if not m:
+        raise typer.BadParameter(
+            f"{text!r} is not a time; use seconds or HH:MM:SS.ms", param_hint=option
+        )
+    parts = [float(p) for p in m.groups() if p is not None]
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds
+
+
+class _FpsColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:5.1f} fps" if speed else "  ... fps", style="cyan")
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _FpsColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet,
+    )
+
+
+def _engine(model: VideoModel, weights, depth_model, device, precision, tile, overlap, quiet):
+    cfg = EngineConfig(
+        weights=weights,
+        depth_model=depth_model,
+        device=device,
+        precision=str(precision),
+        tile=tile,
+        tile_overlap=overlap,
+        kind=model.value,
+    )
+    if cfg.weights == RANDOM:
+        err_console.print(
+            "[bold yellow on red] WARNING [/] [bold yellow]--weights random: seeded RANDOM, "
+            "UNTRAINED networks. The output is NOT deblurred; use this only for testing.[/]"
+        )
+    engine = Engine(cfg)
+    frames = engine.dgn.config.frames
+    if model is VideoModel.video and frames == 1 and not quiet:
+        err_console.print(f"[yellow]note[/] {cfg.weights} is an image model: one frame at a time")
+    if not quiet:
+        info = engine.info()
+        tile_text = {None: "auto", 0: "whole frame"}.get(cfg.tile, f"{cfg.tile} px")
+        parts = [info["device_name"], info["precision"], f"weights {info['weights']}"]
+        parts.append(f"{frames}-frame window")
+        if engine.uses_depth:
+            parts.append(f"depth {engine.depth_estimator.name}")
+        parts.append(f"tiles {tile_text}")
+        err_console.print("[dim]dgn:[/] " + ", ".join(parts))
+    return engine
+
+
+def _default_output(src: Path) -> Path:
+    return src.with_name(f"{src.stem}_sharp{src.suffix or '.mp4'}")
 
 
 def register(app: typer.Typer) -> None:
     @app.command("deblur-video")
-    def deblur_video() -> None:
-        """Deblur a video with the five-frame sliding window, audio kept."""
-        raise not_implemented("deblur-video")
+    @cli_errors
+    def deblur_video_cmd(
+        input: Annotated[Path, typer.Argument(help="the video to deblur", show_default=False)],
+        output: Annotated[
+            Path | None,
+            typer.Option("--output", "-o", help="output video (default: <input>_sharp.<ext>)"),
+        ] = None,
+        model: Annotated[
+            VideoModel,
+            typer.Option(
+                "--model", help="video: frames t-2..t+2 restore frame t; image: frame by frame"
+            ),
+        ] = VideoModel.video,
+        weights: WeightsOpt = None,
+        depth_model: DepthModelOpt = None,
+        device: DeviceOpt = "auto",
+        precision: PrecisionOpt = Precision.auto,
+        tile: TileOpt = None,
+        tile_overlap: TileOverlapOpt = DEFAULT_OVERLAP,
+        codec: Annotated[
+            str, typer.Option("--codec", help="ffmpeg video encoder (libx264, libx265, ...)")
+        ] = "libx264",
+        crf: Annotated[
+            int, typer.Option("--crf", min=0, max=63, help="quality (lower = better)")
+        ] = 18,
+        preset: Annotated[
+            str | None, typer.Option("--preset", help="encoder preset (x264/x265: medium)")
+        ] = None,
+        pix_fmt: Annotated[
+            str, typer.Option("--pix-fmt", help="yuv420p, or e.g. yuv420p10le for 10-bit")
+        ] = "yuv420p",
+        start: Annotated[
+            str | None, typer.Option("--start", help="start at this time (s or HH:MM:SS.ms)")
+        ] = None,
+        duration: Annotated[
+            str | None, typer.Option("--duration", help="process only this long (s or MM:SS)")
+        ] = None,
+        compare: Annotated[
+            bool,
+            typer.Option("--compare", help="also write <output>.compare.<ext>: input | output"),
+        ] = False,
+        save_depth: Annotated[
+            Path | None,
+            typer.Option("--save-depth", help="also write the depth the DGN used as a video"),
+        ] = None,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="continue an interrupted run of this command")
+        ] = False,
+        segment_frames: Annotated[
+            int,
+            typer.Option(
+                "--segment-frames", min=1, help="frames per finished segment (--resume unit)"
+            ),
+        ] = DEFAULT_SEGMENT_FRAMES,
+        overwrite: OverwriteOpt = False,
+        as_json: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Deblur a video with the five-frame sliding window; same frames, rate and duration,
+        audio copied, subtitles kept where the container allows."""
+        t_start, t_len = parse_time(start, "--start"), parse_time(duration, "--duration")
+        if t_len is not None and t_len <= 0:
+            raise typer.BadParameter("must be more than 0", param_hint="--duration")
+        output = output or _default_output(input)
+        info = probe(input)  # a bad input fails before any model is loaded
+        opts = VideoOptions(
+            encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
+            start=t_start,
+            duration=t_len,
+            compare=output.with_name(f"{output.stem}.compare{output.suffix}") if compare else None,
+            depth=save_depth,
+            segment_frames=segment_frames,
+            resume=resume,
+            overwrite=overwrite,
+        )
+        engine: Engine = _engine(
+            model, weights, depth_model, device, precision, tile, tile_overlap, quiet
+        )
+        with _progress(quiet) as bar:
+            task = bar.add_task(input.name, total=info.frames_estimate)
+
+            def on_frame(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=max(total or 0, done) or None)
+
+            try:
+                result = deblur_video(engine, input, output, opts, on_frame, info=info)
+            except KeyboardInterrupt:
+                bar.stop()
+                raise fail(_interrupted(output, opts), code=130) from None
+        if as_json:
+            print_json({"command": "deblur-video", **engine.info(), **result.as_dict()})
+        if not quiet:
+            for note in result.notes:
+                err_console.print(f"[yellow]note[/] {note}", soft_wrap=True)
+            a = result.audio
+            n_audio = len(a.get("audio_streams", []))
+            audio = (
+                "no audio"
+                if not n_audio
+                else f"{n_audio} audio stream(s) "
+                + ("copied" if a["audio"] == "copy" else f"transcoded to {a['audio']}")
+            )
+            err_console.print(
+                f"wrote {result.output}: {result.frames} frames at {result.fps:.3f} fps "
+                f"({result.duration:.2f} s), {audio}; {result.frames_per_second:.2f} frames/s, "
+                f"{result.seconds:.1f} s",
+                soft_wrap=True,
+            )
+
+
+def _interrupted(output: Path, opts: VideoOptions) -> str:
+    work = work_dir(output)
+    tracks = ["main", *(["compare"] if opts.compare else []), *(["depth"] if opts.depth else [])]
+    done = min(finished_segments(work, t) for t in tracks) if work.exists() else 0
+    text = f"interrupted; nothing was written to {output}"
+    if done:
+        text += (
+            f"; {done * opts.segment_frames} finished frames are kept in {work}: "
+            "rerun with --resume to continue"
+        )
+    return text

@@ -1,0 +1,478 @@
+"""Deblur a video: streaming decode -> five-frame sliding window -> DGN -> encode, audio kept.
+
+    engine = Engine(EngineConfig(kind="video"))
+    result = deblur_video(engine, "clip.mp4", "clip_sharp.mp4", VideoOptions(), progress=cb)
+
+Pipeline (three threads, bounded queues, so memory holds a few frames whatever the length):
+
+    ffmpeg decoder -> [queue] -> model (this thread) -> [queue] -> encoder thread -> ffmpeg
+
+- Decoding: every frame is passed through (no drop/duplicate), as 8-bit RGB, or 16-bit RGB for
+  sources with more than 8 bits (see video_ffmpeg.FrameDecoder).
+- The window (video_window): frame t is restored from t-2 .. t+2 stacked in time order
+  (15 channels), reflected at the ends (t = 0 sees 2, 1, 0, 1, 2). The initial depth of each
+  frame is estimated once, on the whole frame, when it becomes the centre, and the DGN
+  refines it; frames are converted to tensors once and reused while they are in the window.
+  With an image DGN (frames == 1, `--model image`) the window is the frame itself. Large
+  frames are tiled by the engine exactly like images.
+- Encoding: frames go to ffmpeg in segments of `segment_frames` frames (NUT files in a hidden
+  work folder beside the output, `.<name>.dgn-work/`), at the source's average frame rate, so
+  the output has the same frame count, rate and duration. The finished segments are joined
+  by the concat demuxer and muxed with the source's audio (copied; transcoded only when the
+  container refuses the codec) and subtitles (copied, else converted, else dropped), into a
+  temporary file beside the output that is renamed onto it only when everything succeeded.
+- Crash safety and --resume: an interrupted run leaves nothing at the output path; its
+  finished segments and a manifest of the options stay in the work folder (the unfinished
+  segment is deleted). `resume=True` reuses them when the manifest matches (same input file,
+  size and mtime, same model and encoding options): the decoder runs from the start again,
+  but the model skips every frame already encoded, so the result equals an uninterrupted
+  run. A work folder with finished frames is never discarded silently: without resume it
+  takes `overwrite=True`. On success the work folder is removed.
+
+Variable frame rate sources: every frame is kept, and the output runs at the source's
+average rate, so frame count and total duration match but the individual frame times are
+evened out (the rawvideo pipe into the encoder carries no timestamps). The result says so
+(`notes`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dgn_cli.engine import Engine
+from dgn_cli.errors import InputError, OutputError
+from dgn_cli.fsutil import atomic_path
+from dgn_cli.video_ffmpeg import (
+    EncodeSettings,
+    FrameDecoder,
+    SegmentEncoder,
+    concat_and_mux,
+    finished_segments,
+    write_concat_list,
+)
+from dgn_cli.video_probe import VideoInfo, probe
+from dgn_cli.video_window import SlidingWindow
+
+Progress = Callable[[int, int | None], None]
+MANIFEST_VERSION = 1
+DEFAULT_SEGMENT_FRAMES = 300
+COMPARE_GAP = 8  # white px between input and output in the compare video
+
+
+@dataclass
+class VideoOptions:
+    """What to write besides the engine's settings (CLI: `dgn deblur-video --help`)."""
+
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    start: float | None = None  # seconds into the input
+    duration: float | None = None  # seconds from start
+    compare: Path | None = None  # side-by-side input | output video
+    depth: Path | None = None  # the depth the DGN used, as a gray video (white = near)
+    segment_frames: int = DEFAULT_SEGMENT_FRAMES
+    resume: bool = False
+    overwrite: bool = False
+    queue_size: int = 4  # frames buffered between decoder, model and encoder
+
+
+@dataclass
+class VideoResult:
+    input: str
+    output: str
+    frames: int
+    fps: float  # the video's frame rate
+    duration: float  # output duration, frames / fps
+    seconds: float  # wall time
+    frames_per_second: float  # processing speed (frames restored this run / wall time)
+    resumed_frames: int
+    audio: dict[str, Any]
+    extra_outputs: dict[str, str]
+    source: dict[str, Any]
+    timing: dict[str, float]
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Frame:
+    """One decoded frame while it is in the window."""
+
+    x: torch.Tensor  # (1, 3, H, W) float32 [0, 1]
+    raw: np.ndarray | None  # (H, W, 3) as decoded, kept only for --compare
+    depth: torch.Tensor | None = None  # initial depth, computed once when needed
+
+
+def work_dir(output: Path) -> Path:
+    """The hidden folder beside `output` holding segments and the manifest of a run."""
+    return output.parent / f".{output.name}.dgn-work"
+
+
+def _file_id(path: str | None) -> dict | str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_file():
+        st = p.stat()
+        return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return path
+
+
+def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[str]) -> dict:
+    cfg = engine.config
+    key = {
+        "input": _file_id(str(info.path)),
+        "weights": _file_id(cfg.weights),
+        "depth_model": _file_id(cfg.depth_model),
+        "frames": engine.dgn.config.frames,
+        "device": engine.device.type,
+        "precision": engine.precision,
+        "tile": cfg.tile,
+        "tile_overlap": cfg.tile_overlap,
+        "encode": asdict(opts.encode),
+        "start": opts.start,
+        "duration": opts.duration,
+        "segment_frames": opts.segment_frames,
+        "tracks": tracks,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return {"version": MANIFEST_VERSION, "key": key, "digest": digest}
+
+
+def _prepare_work(work: Path, manifest: dict, tracks: list[str], opts: VideoOptions, notes):
+    """Set up the work folder; returns the number of finished segments to reuse."""
+    if work.exists():
+        old = None
+        with contextlib.suppress(OSError, ValueError):
+            old = json.loads((work / "manifest.json").read_text())
+        done = min(finished_segments(work, t) for t in tracks)
+        if opts.resume and old and old.get("digest") == manifest["digest"] and done:
+            notes.append(f"resumed: reusing {done * opts.segment_frames} finished frames")
+            return done
+        if done and not opts.resume and not opts.overwrite:
+            raise OutputError(
+                f"{work}: an interrupted run left finished frames here; pass --resume to "
+                "continue it or --overwrite to start over"
+            )
+        if opts.resume and done:
+            notes.append("--resume: the earlier run used other options or input; starting over")
+        shutil.rmtree(work)
+    elif opts.resume:
+        notes.append("--resume: no interrupted run found; starting from the first frame")
+    work.mkdir(parents=True)
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return 0
+
+
+def _to_array(img: torch.Tensor, bits16: bool) -> np.ndarray:
+    """(1, C, H, W) float [0, 1] -> (H, W, 3) uint8 or uint16 RGB (gray replicated)."""
+    scale = 65535.0 if bits16 else 255.0
+    x = img[0].clamp(0, 1).mul(scale).add_(0.5).floor_()
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    x = x.permute(1, 2, 0).numpy()
+    return x.astype(np.uint16 if bits16 else np.uint8)
+
+
+def _match_depth(raw: np.ndarray, bits16: bool) -> np.ndarray:
+    if bits16 and raw.dtype == np.uint8:
+        return raw.astype(np.uint16) * 257
+    if not bits16 and raw.dtype != np.uint8:
+        return ((raw.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return raw
+
+
+def _compare_frame(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
+    gap = np.full((out.shape[0], COMPARE_GAP, 3), np.iinfo(out.dtype).max, out.dtype)
+    return np.concatenate([raw, gap, out], axis=1)
+
+
+def _check_targets(src: Path, targets: list[Path], overwrite: bool) -> None:
+    resolved = [t.resolve() for t in targets]
+    if src.resolve() in resolved:
+        raise OutputError(f"{src}: refusing to overwrite the input; choose another -o")
+    if len(set(resolved)) != len(resolved):
+        raise OutputError(f"{targets[0]}: two outputs would be written to the same file")
+    for t in targets:
+        if t.exists() and not overwrite:
+            raise OutputError(f"{t} exists; use --overwrite to replace it")
+        if t.is_dir():
+            raise OutputError(f"{t} is a folder; give an output file name like clip_sharp.mp4")
+
+
+class _EncoderThread:
+    """Consumes restored frames from a bounded queue and writes every track's segments."""
+
+    def __init__(self, encoders: dict[str, SegmentEncoder], bits16: bool, size: int):
+        self.encoders, self.bits16 = encoders, bits16
+        self.queue: queue.Queue = queue.Queue(maxsize=size)
+        self.error: BaseException | None = None
+        self.wait_s = 0.0  # time the model spent blocked on a full queue (encoder too slow)
+        self.thread = threading.Thread(target=self._run, name="dgn-encode", daemon=True)
+        self.thread.start()
+
+    def put(self, item) -> None:
+        t0 = time.perf_counter()
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(item, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.wait_s += time.perf_counter() - t0
+
+    def _run(self) -> None:
+        try:
+            while (item := self.queue.get()) is not None:
+                t, image, raw, depth = item
+                out = _to_array(image, self.bits16)
+                self.encoders["main"].write(t, out)
+                if "compare" in self.encoders:
+                    cmp = _compare_frame(_match_depth(raw, self.bits16), out)
+                    self.encoders["compare"].write(t, cmp)
+                if "depth" in self.encoders:
+                    self.encoders["depth"].write(t, _to_array(depth, self.bits16))
+            for enc in self.encoders.values():
+                enc.finish()
+        except BaseException as e:
+            self.error = e
+            with contextlib.suppress(queue.Empty):  # unblock a producer waiting on put
+                while True:
+                    self.queue.get_nowait()
+
+    def close(self) -> None:
+        """Finish the last segments (after all frames were put)."""
+        self.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        if self.thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                while True:
+                    self.queue.get_nowait()
+            with contextlib.suppress(queue.Full):
+                self.queue.put_nowait(None)
+        for enc in self.encoders.values():
+            enc.abort()
+        self.thread.join(timeout=10)
+        for enc in self.encoders.values():
+            enc.abort()
+
+
+def deblur_video(
+    engine: Engine,
+    src: str | Path,
+    dst: str | Path,
+    opts: VideoOptions | None = None,
+    progress: Progress | None = None,
+    *,
+    info: VideoInfo | None = None,
+) -> VideoResult:
+    """Restore every frame of `src` into `dst` (see the module docstring). Raises InputError
+    for an unreadable input, OutputError for an output that exists or cannot be written;
+    on any error or KeyboardInterrupt nothing is left at `dst`."""
+    t_start = time.perf_counter()
+    opts = opts or VideoOptions()
+    src, dst = Path(src), Path(dst)
+    if engine.dgn is None:
+        raise InputError("deblur_video needs an engine with a DGN")
+    if opts.segment_frames < 1:
+        raise OutputError(f"segment frames must be >= 1, got {opts.segment_frames}")
+    info = info or probe(src)
+    notes: list[str] = []
+    extra = {"compare": opts.compare, "depth": opts.depth}
+    extra = {k: Path(v) for k, v in extra.items() if v is not None}
+    _check_targets(src, [dst, *extra.values()], opts.overwrite)
+    settings = opts.encode
+    if settings.color_matrix is None:
+        settings.color_matrix, settings.color_range = info.color_matrix, info.color_range
+    if ("420" in settings.pix_fmt or "422" in settings.pix_fmt) and info.width % 2:
+        raise OutputError(
+            f"{src}: width {info.width} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
+            "use --pix-fmt yuv444p"
+        )
+    if "420" in settings.pix_fmt and info.height % 2:
+        raise OutputError(
+            f"{src}: height {info.height} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
+            "use --pix-fmt yuv444p"
+        )
+    if info.vfr:
+        notes.append(
+            f"variable frame rate source: all frames kept at the average {float(info.fps):.3f} "
+            "fps (same count and duration; individual frame times evened out)"
+        )
+
+    tracks = ["main", *extra]
+    work = work_dir(dst)
+    manifest = _manifest(engine, info, opts, tracks)
+    done_segments = _prepare_work(work, manifest, tracks, opts, notes)
+    skip = done_segments * opts.segment_frames
+    radius = engine.dgn.config.frames // 2
+    total = _expected_frames(info, opts)
+
+    widths = {"main": info.width, "compare": 2 * info.width + COMPARE_GAP, "depth": info.width}
+    encoders = {
+        t: SegmentEncoder(t, work, widths[t], info.height, info.fps, settings, opts.segment_frames)
+        for t in tracks
+    }
+    decoder = writer = None
+    compute_s = 0.0
+    window = SlidingWindow(radius)
+    try:
+        decoder = FrameDecoder(
+            info,
+            work,
+            start=opts.start,
+            duration=opts.duration,
+            bits16=info.high_bit_depth,
+            queue_size=opts.queue_size,
+        )
+        writer = _EncoderThread(encoders, settings.bits16, opts.queue_size)
+        scale = 65535.0 if decoder.bits16 else 255.0
+
+        def process(t: int) -> None:
+            nonlocal compute_s
+            if t < skip:  # finished in an earlier run (--resume): decoded for the window only
+                if progress:
+                    progress(t + 1, total)
+                return
+            t0 = time.perf_counter()
+            items = window.items(t)
+            centre = window[t]
+            if engine.uses_depth and centre.depth is None:
+                centre.depth = engine.estimate_depth(centre.x)
+            x = items[0].x if len(items) == 1 else torch.cat([it.x for it in items], dim=1)
+            image, refined = engine.restore(x, centre.depth, return_depth="depth" in extra)
+            guide = refined if refined is not None else centre.depth
+            if "depth" in extra and guide is None:
+                guide = torch.zeros_like(image[:, :1])
+            compute_s += time.perf_counter() - t0
+            writer.put((t, image, centre.raw, guide))
+            if progress:
+                progress(t + 1, total)
+
+        for arr in decoder:
+            x = torch.from_numpy(arr.astype(np.float32)).div_(scale).permute(2, 0, 1)[None]
+            item = _Frame(x.contiguous(), arr if "compare" in extra else None)
+            for t in window.push(item):
+                process(t)
+        for t in window.finish():
+            process(t)
+        frames = window.count
+        if frames == 0:
+            raise InputError(f"{src}: no video frames could be decoded (damaged or empty file)")
+        if frames <= skip:
+            # The earlier run's segments cover a longer clip than we decoded now.
+            raise InputError(f"{src}: fewer frames than the run being resumed; use --overwrite")
+        writer.close()
+        notes.extend(decoder.warnings())
+        decode_wait = decoder.wait_s
+        decoder.close()
+
+        audio = _mux_all(work, dst, extra, tracks, frames, info, opts)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        else:
+            for enc in encoders.values():
+                enc.abort()
+        if decoder is not None:
+            decoder.close()
+        if work.exists() and min(finished_segments(work, t) for t in tracks) == 0:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    if audio.get("audio") not in (None, "copy"):
+        notes.append(f"audio could not be copied into {dst.suffix}; transcoded to {audio['audio']}")
+    if audio.get("subtitles") not in (None, "copy"):
+        notes.append(f"subtitles converted to {audio['subtitles']} for {dst.suffix}")
+    if info.subtitles and audio.get("subtitles") is None:
+        notes.append(f"subtitles dropped: {dst.suffix} cannot hold them")
+    wall = time.perf_counter() - t_start
+    restored = frames - min(skip, frames)
+    return VideoResult(
+        input=str(src),
+        output=str(dst),
+        frames=frames,
+        fps=float(info.fps),
+        duration=frames / float(info.fps),
+        seconds=round(wall, 3),
+        frames_per_second=round(restored / wall, 3) if wall > 0 else 0.0,
+        resumed_frames=min(skip, frames),
+        audio=audio,
+        extra_outputs={k: str(v) for k, v in extra.items()},
+        source=info.as_dict(),
+        timing={
+            "model_s": round(compute_s, 3),
+            "waiting_for_decoder_s": round(decode_wait, 3),
+            "waiting_for_encoder_s": round(writer.wait_s, 3),
+        },
+        notes=notes,
+    )
+
+
+def _expected_frames(info: VideoInfo, opts: VideoOptions) -> int | None:
+    """About how many frames the run will see (progress bar only)."""
+    if info.duration is None:
+        return None
+    length = max(0.0, info.duration - (opts.start or 0.0))
+    if opts.duration is not None:
+        length = min(length, opts.duration)
+    return max(1, round(length * float(info.fps)))
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mux_all(work, dst, extra, tracks, frames, info, opts) -> dict:
+    """Join each track's segments and write all outputs; all are renamed into place together
+    only when every one of them was written."""
+    n = opts.segment_frames
+    counts = [min(n, frames - k * n) for k in range((frames + n - 1) // n)]
+    durations = [c / float(info.fps) for c in counts]
+    targets = {"main": dst, **extra}
+    result = {}
+    with contextlib.ExitStack() as stack:
+        for track in tracks:
+            enc_segments = [work / f"{track}_{k:06d}.nut" for k in range(len(counts))]
+            missing = [s.name for s in enc_segments if not s.is_file()]
+            if missing:
+                raise OutputError(
+                    f"{work}: segment {missing[0]} is missing; rerun with --overwrite"
+                )
+            list_file = work / f"{track}.ffconcat"
+            write_concat_list(list_file, enc_segments, durations)
+            tmp = stack.enter_context(atomic_path(targets[track]))
+            r = concat_and_mux(
+                list_file,
+                tmp,
+                info,
+                start=opts.start,
+                duration=opts.duration,
+                with_audio=track != "depth",
+            )
+            tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; a video is an ordinary file
+            if track == "main":
+                result = r
+    return result

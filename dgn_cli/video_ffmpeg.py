@@ -1,0 +1,396 @@
+"""ffmpeg processes for the video pipeline: a streaming decoder, segment encoders, the final mux.
+
+All run the bundled ffmpeg (`video_probe.ffmpeg_exe()`) with argument lists (never a shell),
+`-nostdin`, and their own session so that Ctrl-C reaches only Python, which then stops them
+cleanly. Their stderr goes to a file (a pipe nobody reads could fill up and hang ffmpeg).
+
+- `FrameDecoder`: rawvideo RGB frames (H, W, 3) uint8, or uint16 for >8-bit sources, read by a
+  thread into a bounded queue, so decoding runs ahead of the model by `queue_size` frames.
+- `SegmentEncoder`: one ffmpeg encoder per segment of frames, writing NUT files (exact time
+  bases, any codec) into the work folder; a segment is renamed to its final name only when
+  its encoder exited cleanly, so finished segments can be trusted by --resume.
+- `concat_and_mux`: the finished segments joined by the concat demuxer (with exact
+  per-segment durations) and muxed with the source's audio and subtitle streams, copied where
+  the container allows, else converted (see `mux_plans`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from dgn_cli.errors import InputError, OutputError
+from dgn_cli.video_probe import VideoInfo, ffmpeg_exe
+
+_END = object()
+
+
+def _popen(args: list[str], stdin=None, stdout=None, stderr_path: Path | None = None):
+    err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=err,
+            start_new_session=True,  # Ctrl-C goes to Python only; we stop ffmpeg ourselves
+        )
+    finally:
+        if stderr_path:
+            err.close()
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    """Stop a child ffmpeg now (used on errors and Ctrl-C)."""
+    if proc is None or proc.poll() is not None:
+        return
+    for pipe in (proc.stdin, proc.stdout):
+        try:
+            if pipe:
+                pipe.close()
+        except OSError:
+            pass
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (subprocess.TimeoutExpired, OSError):
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(ln.strip() for ln in text[-lines:])
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds:.6f}"
+
+
+# ------------------------------------------------------------------------------ decoding
+class FrameDecoder:
+    """Iterate the decoded RGB frames of `info`'s video stream, between `start` and
+    `start + duration` seconds (None = to the end). Every frame is passed through
+    (`-fps_mode passthrough`): no frame is dropped or duplicated."""
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        log_dir: Path,
+        *,
+        start: float | None = None,
+        duration: float | None = None,
+        bits16: bool = False,
+        queue_size: int = 4,
+    ):
+        self.info = info
+        self.bits16 = bits16
+        self.dtype = np.dtype("<u2") if bits16 else np.dtype(np.uint8)
+        self.frame_bytes = info.width * info.height * 3 * self.dtype.itemsize
+        self.log = log_dir / "decode.log"
+        args = ["-v", "error"]
+        if start:
+            args += ["-ss", _time(start)]
+        args += ["-i", str(info.path)]
+        if duration is not None:
+            args += ["-t", _time(duration)]
+        args += ["-map", f"0:{info.video.index}", "-fps_mode", "passthrough", "-an", "-sn"]
+        args += ["-f", "rawvideo", "-pix_fmt", "rgb48le" if bits16 else "rgb24", "pipe:1"]
+        self.proc = _popen(args, stdout=subprocess.PIPE, stderr_path=self.log)
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.frames = 0
+        self.partial_tail = False
+        self.wait_s = 0.0  # time the consumer spent waiting for frames
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dgn-decode", daemon=True)
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        h, w = self.info.height, self.info.width
+        try:
+            stdout = self.proc.stdout
+            while not self._stop.is_set():
+                buf = stdout.read(self.frame_bytes)
+                if not buf:
+                    break
+                if len(buf) < self.frame_bytes:
+                    self.partial_tail = True
+                    break
+                frame = np.frombuffer(buf, self.dtype).reshape(h, w, 3)
+                if not self._put(frame):
+                    return
+                self.frames += 1
+            rc = self.proc.wait()
+            if rc != 0 and not self._stop.is_set():
+                raise InputError(
+                    f"{self.info.path}: ffmpeg could not decode the video "
+                    f"({_tail(self.log, 1) or f'exit {rc}'})"
+                )
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import time
+
+        while True:
+            t0 = time.perf_counter()
+            item = self.queue.get()
+            self.wait_s += time.perf_counter() - t0
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def warnings(self) -> list[str]:
+        """Decoder complaints worth telling the user (a damaged or truncated stream)."""
+        notes = []
+        text = _tail(self.log, 2)
+        if text:
+            notes.append(f"the decoder reported: {text}")
+        if self.partial_tail:
+            notes.append("the last frame was incomplete and was skipped")
+        return notes
+
+    def close(self) -> None:
+        self._stop.set()
+        _stop(self.proc)
+        self.thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------------------ encoding
+@dataclass
+class EncodeSettings:
+    """How restored frames become a video stream."""
+
+    codec: str = "libx264"
+    crf: int | None = 18
+    preset: str | None = None
+    pix_fmt: str = "yuv420p"
+    color_matrix: str | None = None  # the source's (e.g. bt709): RGB->YUV uses the same
+    color_range: str | None = None
+
+    @property
+    def bits16(self) -> bool:
+        """Feed 16-bit RGB when the output keeps more than 8 bits."""
+        return any(tag in self.pix_fmt for tag in ("10", "12", "16"))
+
+    def output_args(self) -> list[str]:
+        args = []
+        if self.color_matrix in ("bt709", "bt470bg", "smpte170m", "bt2020nc"):
+            matrix = {"bt2020nc": "bt2020"}.get(self.color_matrix, self.color_matrix)
+            rng = self.color_range or "tv"
+            args += ["-vf", f"scale=out_color_matrix={matrix}:out_range={rng}"]
+            args += ["-colorspace", self.color_matrix, "-color_range", rng]
+        args += ["-c:v", self.codec]
+        if self.crf is not None:
+            args += ["-crf", str(self.crf)]
+            if self.codec.startswith("libvpx"):
+                args += ["-b:v", "0"]  # constant-quality mode in libvpx
+        if self.preset:
+            args += ["-preset", self.preset]
+        return [*args, "-pix_fmt", self.pix_fmt]
+
+
+class SegmentEncoder:
+    """Encode frames into `<work>/<name>_<k>.nut` segments of `segment_frames` frames each.
+
+    `write(index, frame)` takes (H, W, 3) uint8/uint16 RGB; a segment is finished (encoder
+    closed, file renamed from its `.part` name) after its last frame or at `close()`."""
+
+    def __init__(
+        self,
+        name: str,
+        work: Path,
+        width: int,
+        height: int,
+        fps: Fraction,
+        settings: EncodeSettings,
+        segment_frames: int,
+    ):
+        self.name, self.work = name, work
+        self.width, self.height, self.fps = width, height, fps
+        self.settings, self.segment_frames = settings, segment_frames
+        self.proc: subprocess.Popen | None = None
+        self.part: Path | None = None
+        self.segment = -1
+        self.in_segment = 0
+
+    def segment_path(self, k: int) -> Path:
+        return self.work / f"{self.name}_{k:06d}.nut"
+
+    def write(self, index: int, frame: np.ndarray) -> None:
+        k = index // self.segment_frames
+        if k != self.segment:
+            self.finish()
+            self._start(k)
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except (BrokenPipeError, OSError):
+            self._failed()
+        self.in_segment += 1
+
+    def _start(self, k: int) -> None:
+        self.segment, self.in_segment = k, 0
+        self.part = self.work / f"{self.name}_{k:06d}.part.nut"
+        pix_in = "rgb48le" if self.settings.bits16 else "rgb24"
+        args = ["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_in]
+        args += ["-s", f"{self.width}x{self.height}", "-framerate", str(self.fps), "-i", "pipe:0"]
+        args += [*self.settings.output_args(), "-f", "nut", str(self.part)]
+        self.proc = _popen(args, stdin=subprocess.PIPE, stderr_path=self._log())
+
+    def _log(self) -> Path:
+        return self.work / f"{self.name}_encode.log"
+
+    def _failed(self) -> None:
+        rc = self.proc.wait() if self.proc else None
+        raise OutputError(
+            f"ffmpeg could not encode the {self.name} video with --codec {self.settings.codec} "
+            f"--pix-fmt {self.settings.pix_fmt} ({_tail(self._log()) or f'exit {rc}'})"
+        )
+
+    def finish(self) -> None:
+        """Close the current segment's encoder and publish its file."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        rc = self.proc.wait()
+        if rc != 0:
+            self._failed()
+        os.replace(self.part, self.segment_path(self.segment))
+        self.proc, self.part = None, None
+
+    def abort(self) -> None:
+        """Stop the encoder and delete the unfinished segment (finished ones stay)."""
+        _stop(self.proc)
+        self.proc = None
+        if self.part is not None:
+            self.part.unlink(missing_ok=True)
+            self.part = None
+
+
+def finished_segments(work: Path, name: str) -> int:
+    """How many segments `name_000000.nut`, `name_000001.nut`, ... exist, counted from 0."""
+    k = 0
+    while (work / f"{name}_{k:06d}.nut").is_file():
+        k += 1
+    return k
+
+
+# ------------------------------------------------------------------------------ muxing
+# Where a stream cannot be copied into the output container: what to convert it to.
+_AUDIO_FALLBACK = {".webm": "libopus", ".ogg": "libvorbis", ".avi": "libmp3lame"}
+_SUBTITLE_FALLBACK = {
+    ".mp4": "mov_text",
+    ".m4v": "mov_text",
+    ".mov": "mov_text",
+    ".mkv": "srt",
+    ".webm": "webvtt",
+}
+
+
+@dataclass
+class MuxPlan:
+    audio: str  # copy | <encoder> | none
+    subtitles: str  # copy | <encoder> | none
+
+
+def mux_plans(info: VideoInfo, suffix: str, with_audio: bool) -> list[MuxPlan]:
+    """The attempts, best first: copy everything; convert subtitles; drop subtitles; then the
+    same with audio transcoded (AAC, or the container's usual codec)."""
+    audio = ["copy", _AUDIO_FALLBACK.get(suffix, "aac")] if with_audio and info.audio else ["none"]
+    subs = ["none"]
+    if with_audio and info.subtitles:
+        convert = _SUBTITLE_FALLBACK.get(suffix)
+        subs = ["copy", *([convert] if convert else []), "none"]
+    return [MuxPlan(a, s) for a in audio for s in subs]
+
+
+def write_concat_list(path: Path, segments: list[Path], durations: list[float]) -> None:
+    """An ffconcat list with exact per-segment durations (cumulative microseconds, so the
+    rounding never drifts): NUT files report their duration only roughly."""
+    lines = ["ffconcat version 1.0"]
+    edge = 0.0
+    for seg, d in zip(segments, durations, strict=True):
+        lo, edge = round(edge * 1e6), edge + d
+        lines += [f"file '{seg.name}'", f"duration {(round(edge * 1e6) - lo)}us"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def concat_and_mux(
+    list_file: Path,
+    target: Path,
+    info: VideoInfo,
+    *,
+    start: float | None,
+    duration: float | None,
+    with_audio: bool,
+) -> dict:
+    """Join the segments of `list_file` into `target` (whose name picks the container) with the
+    source's audio/subtitles; returns what happened to them (for the log and --json)."""
+    suffix = target.suffix.lower()
+    errors = []
+    for plan in mux_plans(info, suffix, with_audio):
+        args = ["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(list_file)]
+        has_source = plan.audio != "none" or plan.subtitles != "none"
+        if has_source:
+            if start:
+                args += ["-ss", _time(start)]
+            if duration is not None:
+                args += ["-t", _time(duration)]
+            args += ["-i", str(info.path)]
+        args += ["-map", "0:v:0"]
+        if plan.audio != "none":
+            args += ["-map", "1:a", "-c:a", plan.audio]
+        if plan.subtitles != "none":
+            args += ["-map", "1:s", "-c:s", plan.subtitles]
+        # Global tags (title, dates) come from the source; none from the temporary segments.
+        args += ["-c:v", "copy", "-map_metadata", "1" if has_source else "-1"]
+        if suffix in (".mp4", ".m4v", ".mov"):
+            args += ["-movflags", "+faststart"]
+        with tempfile.NamedTemporaryFile(suffix=".log", dir=list_file.parent, delete=False) as f:
+            log = Path(f.name)
+        proc = _popen([*args, str(target)], stderr_path=log)
+        rc = proc.wait()
+        tail = _tail(log, 2)
+        log.unlink(missing_ok=True)
+        if rc == 0:
+            return {
+                "audio": plan.audio if plan.audio != "none" else None,
+                "subtitles": plan.subtitles if plan.subtitles != "none" else None,
+                "audio_streams": [s.as_dict() for s in info.audio] if plan.audio != "none" else [],
+                "subtitle_streams": (
+                    [s.as_dict() for s in info.subtitles] if plan.subtitles != "none" else []
+                ),
+                "mux_errors": errors,
+            }
+        errors.append(f"audio {plan.audio}, subtitles {plan.subtitles}: {tail}")
+        target.unlink(missing_ok=True)
+    raise OutputError(f"{target}: ffmpeg could not write the output ({errors[-1]})")

@@ -1,0 +1,236 @@
+"""What is inside a video file, read from the bundled ffmpeg's `ffmpeg -i` report.
+
+imageio-ffmpeg ships ffmpeg but no ffprobe, so `probe(path)` runs `ffmpeg -hide_banner -i PATH`
+(which lists the streams and exits) and parses its stderr:
+
+    info = probe("clip.mp4")
+    info.width, info.height, info.fps, info.duration, info.frames_estimate
+    info.audio   # [StreamInfo(index=1, kind="audio", codec="aac", ...)]
+
+Sizes are the displayed size: ffmpeg rotates frames by the container's display matrix when it
+decodes them, so a portrait phone clip stored as 1920x1080 with rotation -90 has width 1080.
+A source is flagged variable-frame-rate (`vfr`) when its average rate (`fps`) and the rate
+ffmpeg guesses from its timestamps (`tbr`) disagree.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from dgn_cli.errors import InputError
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary bundled with imageio-ffmpeg."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass
+class StreamInfo:
+    """One stream of the input (`index` is ffmpeg's absolute stream index)."""
+
+    index: int
+    kind: str  # video | audio | subtitle | data | attachment
+    codec: str
+    language: str | None = None
+    details: str = ""  # the rest of ffmpeg's line (sample rate, layout, ...)
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "kind": self.kind, "codec": self.codec, "lang": self.language}
+
+
+@dataclass
+class VideoInfo:
+    """The chosen video stream (the first one that is not a cover picture) and the rest."""
+
+    path: Path
+    container: str
+    video: StreamInfo
+    width: int
+    height: int
+    fps: Fraction  # average frame rate
+    tbr: Fraction | None
+    pix_fmt: str
+    color_matrix: str | None  # e.g. "bt709"; None when the file does not say
+    color_range: str | None  # tv | pc
+    duration: float | None  # seconds, container duration
+    rotation: float = 0.0
+    streams: list[StreamInfo] = field(default_factory=list)
+
+    @property
+    def audio(self) -> list[StreamInfo]:
+        return [s for s in self.streams if s.kind == "audio"]
+
+    @property
+    def subtitles(self) -> list[StreamInfo]:
+        return [s for s in self.streams if s.kind == "subtitle"]
+
+    @property
+    def vfr(self) -> bool:
+        return self.tbr is not None and abs(float(self.tbr) - float(self.fps)) > 0.01 * float(
+            self.fps
+        )
+
+    @property
+    def high_bit_depth(self) -> bool:
+        """True for 9-16 bit sources (decoded as 16-bit RGB so nothing is lost)."""
+        return bool(re.search(r"(9|10|12|14|16)(le|be)$", self.pix_fmt)) or "48" in self.pix_fmt
+
+    @property
+    def frames_estimate(self) -> int | None:
+        """duration x fps (for the progress bar only; the pipeline never relies on it)."""
+        if self.duration is None:
+            return None
+        return max(1, round(self.duration * float(self.fps)))
+
+    def as_dict(self) -> dict:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "fps": float(self.fps),
+            "vfr": self.vfr,
+            "duration": self.duration,
+            "codec": self.video.codec,
+            "pix_fmt": self.pix_fmt,
+            "audio": [s.as_dict() for s in self.audio],
+            "subtitles": [s.as_dict() for s in self.subtitles],
+        }
+
+
+_STREAM = re.compile(
+    r"^\s*Stream #0:(?P<index>\d+)(?:\[[^\]]*\])?(?:\((?P<lang>[^)]*)\))?: "
+    r"(?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<rest>.*)$"
+)
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_INPUT = re.compile(r"^Input #0, (?P<fmt>[^,]+(?:,[^,\s]+)*), from")
+_ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on ', ' outside parentheses/brackets."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "([" and 1 or (ch in ")]" and -1 or 0)
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    return parts
+
+
+def _rate(text: str, unit: str) -> Fraction | None:
+    m = re.search(rf"(\d+(?:\.\d+)?)(k?) {unit}\b", text)
+    if not m:
+        return None
+    value = Fraction(m.group(1)) * (1000 if m.group(2) else 1)
+    # ffmpeg prints 29.97 for 30000/1001, 23.98 for 24000/1001, 59.94 for 60000/1001.
+    for ntsc in (24, 30, 48, 60, 120):
+        exact = Fraction(ntsc * 1000, 1001)
+        if abs(float(value) - float(exact)) < 0.006:
+            return exact
+    return value
+
+
+def parse_report(text: str, path: Path) -> VideoInfo:
+    """Parse `ffmpeg -i` stderr (see the module docstring); raise InputError if no video."""
+    container = ""
+    duration = None
+    streams: list[StreamInfo] = []
+    video_lines: dict[int, str] = {}
+    rotation: dict[int, float] = {}
+    last_stream = None
+    for line in text.splitlines():
+        if m := _INPUT.match(line):
+            container = m.group("fmt")
+        elif m := _DURATION.search(line):
+            h, mi, s = m.groups()
+            duration = int(h) * 3600 + int(mi) * 60 + float(s)
+        elif m := _STREAM.match(line):
+            kind = m.group("kind").lower()
+            rest = m.group("rest")
+            codec = rest.split(" ", 1)[0].rstrip(",")
+            lang = m.group("lang") if m.group("lang") not in (None, "und") else None
+            s = StreamInfo(int(m.group("index")), kind, codec, lang, rest)
+            streams.append(s)
+            last_stream = s
+            if kind == "video" and "(attached pic)" not in rest:
+                video_lines[s.index] = rest
+        elif last_stream is not None and (m := _ROTATION.search(line)):
+            rotation[last_stream.index] = float(m.group(1))
+    if not video_lines:
+        kinds = ", ".join(s.kind for s in streams) or "none"
+        raise InputError(
+            f"{path}: no video stream (streams: {kinds}); give a video file to deblur-video"
+        )
+    index = min(video_lines)
+    parts = _split_top(video_lines[index])
+    video = next(s for s in streams if s.index == index)
+    pix = parts[1] if len(parts) > 1 else "unknown"
+    pix_fmt = pix.split("(", 1)[0].strip()
+    paren = pix[pix.find("(") + 1 : -1].split(", ") if "(" in pix else []
+    color_range = next((p for p in paren if p in ("tv", "pc")), None)
+    matrix = next((p for p in paren if p.startswith(("bt", "smpte", "fcc"))), None)
+    size = re.search(r"(?<![\dx])(\d{1,5})x(\d{1,5})(?![\dx])", video_lines[index])
+    if not size:
+        raise InputError(f"{path}: could not read the video size from ffmpeg's report")
+    width, height = int(size.group(1)), int(size.group(2))
+    rot = rotation.get(index, 0.0)
+    if round(abs(rot)) % 180 == 90:
+        width, height = height, width
+    fps = _rate(video_lines[index], "fps")
+    tbr = _rate(video_lines[index], "tbr")
+    fps = fps or tbr
+    if not fps:
+        raise InputError(f"{path}: ffmpeg reports no frame rate for the video stream")
+    others = [s for s in streams if s.index != index]
+    return VideoInfo(
+        path=path,
+        container=container,
+        video=video,
+        width=width,
+        height=height,
+        fps=fps,
+        tbr=tbr,
+        pix_fmt=pix_fmt,
+        color_matrix=matrix,
+        color_range=color_range,
+        duration=duration,
+        rotation=rot,
+        streams=others,
+    )
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Describe `path`'s streams (module docstring). Raises InputError for a missing file,
+    a file ffmpeg cannot open (not a video, truncated header) or one without a video stream."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+    )
+    text = proc.stderr
+    if "Input #0" not in text:
+        reason = _last_error(text) or "ffmpeg cannot open it"
+        raise InputError(f"{path}: not a readable video ({reason})")
+    return parse_report(text, path)
+
+
+def _last_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error opening input" in ln or "Invalid data" in ln or "moov atom" in ln:
+            return re.sub(r"^\[[^\]]*\]\s*", "", ln).rstrip(".")
+    return lines[-1] if lines else ""
