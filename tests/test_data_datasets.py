@@ -63,6 +63,14 @@ def make_tree(root, layout: str, seqs=(("a", 3), ("b", 4)), depth=True, h=20, w=
     return root
 
 
+def test_frames_sorted_numerically(tmp_path):
+    for j in (1, 2, 10):
+        for sub in ("blur", "sharp", "depth"):
+            _write(tmp_path / sub / f"f{j}.png", _frame(10 * j))
+    ds = PairedFolderDataset(tmp_path, crop=None, augment=False)
+    assert [ds.frame_name(i) for i in range(3)] == ["f1", "f2", "f10"]
+
+
 def test_reflect_index():
     assert [reflect_index(i, 4) for i in range(-3, 7)] == [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
     assert [reflect_index(i, 1) for i in (-2, 0, 2)] == [0, 0, 0]

@@ -6,8 +6,9 @@ Three layouts are read (S = split, e.g. train or test):
 - REDS-like:    ROOT/S/{blur,sharp}/SEQ/*.png   (optional ROOT/S/depth/SEQ/*.png)
 - flat:         ROOT/{blur,sharp}/*.png or ROOT/S/{blur,sharp}/*.png (one sequence)
 
-Frames are paired by file stem and ordered by name. depth/ files are 16-bit PNGs of normalised
-inverse depth (value / 65535, 1 = nearest), as `dgn data synth` writes them.
+Frames are paired by file stem and ordered by name, numbers compared as numbers. depth/ files
+are 16-bit PNGs of normalised inverse depth (value / 65535, 1 = nearest), as `dgn data synth`
+writes them.
 
 Datasets without depth/ get their depth from an estimator, computed once on full frames and
 cached as 16-bit PNGs under CACHE/<estimator key>/<split>/<seq>/{depth,depth_init}/<stem>.png,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,11 @@ class Sequence:
         return len(self.sharp)
 
 
+def natural_key(name: str) -> list:
+    """'frame10' sorts after 'frame9' (numbers compared as numbers)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def _images(folder: Path) -> dict[str, Path]:
     return {
         p.stem: p
@@ -68,7 +75,7 @@ def _pair(name: str, blur_dir: Path, sharp_dir: Path, depth_dir: Path) -> Sequen
                 f"{da / a[missing[0]].name}: no matching frame in {db} "
                 f"({len(missing)} unpaired); every blurred frame needs a sharp one of the same name"
             )
-    stems = sorted(sharp)
+    stems = sorted(sharp, key=natural_key)
     depth = None
     if depth_dir.is_dir():
         dmap = _images(depth_dir)
