@@ -1,0 +1,343 @@
+"""PSNR / SSIM over a test split and the depth ablation (the paper's Table IX), for
+`dgn benchmark --dataset`.
+
+    dataset, reference = open_dataset("gopro", "GOPRO_Large/", frames=1)
+    result = evaluate(engine, dataset, indices, baseline=baseline_engine)
+
+Metrics: `dgn_cli.metrics` (RGB, 0-255, outputs rounded to 8-bit levels as a saved PNG would
+be; PSNR over all pixels and channels; SSIM with an 11x11 Gaussian window, sigma 1.5, K1 0.01,
+K2 0.03, data range 255, per RGB channel over the valid region, then averaged). Every number is
+computed per image, then averaged over the images (the GOPRO convention).
+
+Rows, always in this order (absent rows are listed in "skipped" with the reason):
+- "blurry input": the blurred centre frame itself (identity), the floor.
+- "no depth (baseline)": the no-depth baseline checkpoint (variant "baseline").
+- "initial depth": the DGN with its refinement branch bypassed, D_r := D_b, where D_b is the
+  estimator's depth of the blurred frame (`Engine.estimate_depth`, as `dgn deblur-image`).
+- "refined depth": the DGN as it is used, D_r = D_b + G_D(D_b, B): this is the DGN's result.
+- "reference depth": the DGN with D_r := the reference depth (the dataset's depth/ maps, exact
+  for the synthetic split; else the estimator's depth of the SHARP frame).
+The bypass rows evaluate the same trained weights with another D_r (no retraining), which
+tells how much each depth would give this model; the paper trains a model per row.
+
+Depth thirds: each image's pixels split by the reference depth (normalised inverse depth,
+1 = nearest): "near" d >= 2/3, "middle" 1/3 <= d < 2/3, "far" d < 1/3 (fixed thresholds, so a
+bin means the same parallax everywhere; a bin may be empty in an image). PSNR per bin is
+10 log10(255^2 / MSE over the bin's pixels and channels), averaged over the images whose bin
+is not empty ("images_near" etc. say how many).
+
+Depth error: mean absolute error and RMSE of D_b and of D_r against the reference depth, both in
+[0, 1], averaged over images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dgn_cli import metrics
+from dgn_cli.data.datasets import PairedFolderDataset
+from dgn_cli.data.gopro import discover
+from dgn_cli.engine import Engine, EngineConfig
+from dgn_cli.errors import CheckpointError, DgnError, InputError
+from dgn_cli.models import DGN
+
+ROW_BLURRY = "blurry input"
+ROW_BASELINE = "no depth (baseline)"
+ROW_INITIAL = "initial depth"
+ROW_REFINED = "refined depth"
+ROW_REFERENCE = "reference depth"
+ROWS = (ROW_BLURRY, ROW_BASELINE, ROW_INITIAL, ROW_REFINED, ROW_REFERENCE)
+THIRDS = ("near", "middle", "far")
+NEAR, FAR = 2 / 3, 1 / 3
+DEFAULT_SYNTH_ROOT = Path("data/synth")
+Progress = Callable[[int, int], None]
+
+
+# ------------------------------------------------------------------------------- data
+def synth_command(root: str | Path) -> str:
+    """The exact commands that make the synthetic test split under `root`."""
+    return (
+        f"`dgn data photos data/photos` (once), then "
+        f"`dgn data synth {root} --photos data/photos --split test`"
+    )
+
+
+def open_dataset(
+    kind: str, root: str | Path | None, frames: int = 1, split: str = "test"
+) -> PairedFolderDataset:
+    """The whole-frame, un-augmented `split` of a GOPRO-layout folder ("gopro") or of the
+    synthetic split ("synth", root defaults to data/synth). Items without depth/ carry no
+    "depth"; `evaluate` then estimates it from the sharp frame."""
+    if kind not in ("gopro", "synth"):
+        raise DgnError(f"--dataset {kind!r}: use gopro or synth")
+    if kind == "gopro" and root is None:
+        raise DgnError("--dataset gopro needs --data PATH (a GOPRO-layout folder)")
+    root = Path(root) if root is not None else DEFAULT_SYNTH_ROOT
+    if kind == "synth" and not (root / split).is_dir():
+        raise InputError(
+            f"{root / split}: no synthetic {split} split; make it with {synth_command(root)}"
+        )
+    if not root.is_dir():
+        raise InputError(f"{root}: dataset folder not found")
+    discover(root, split)  # a clear error for a folder of the wrong layout
+    return PairedFolderDataset(
+        root,
+        split=split,
+        frames=frames,
+        crop=None,
+        augment=False,
+        noise_sigma=0.0,
+        require_depth=False,
+    )
+
+
+def select_indices(n: int, limit: int | None) -> list[int]:
+    """All of range(n), or `limit` indices spread evenly over it (first and last included),
+    so a quick run still sees every part of the split."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 1:
+        raise DgnError(f"--limit must be at least 1, got {limit}")
+    if limit == 1:
+        return [0]
+    return sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+
+
+# ------------------------------------------------------------------------------- ablation model
+class _PassDepth(nn.Module):
+    """Stands in for the refinement branch: D_r := the depth it is given."""
+
+    def forward(self, depth: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return depth
+
+
+class GivenDepthDGN(DGN):
+    """The DGN's own forward (padding, cropping, deblurring branch) with its refinement branch
+    bypassed: the depth passed in is used as D_r. Shares the deblurring weights, copies none."""
+
+    def __init__(self, dgn: DGN):
+        nn.Module.__init__(self)
+        if not dgn.config.uses_depth:
+            raise DgnError("the no-depth baseline has no depth to replace")
+        self.config = dgn.config
+        self.refinement = _PassDepth()
+        self.deblur = dgn.deblur
+
+
+def bypass_engine(engine: Engine) -> Engine:
+    """An engine running `GivenDepthDGN` with `engine`'s device, precision and tiling."""
+    return Engine(engine.config, dgn=GivenDepthDGN(engine.dgn), depth_estimator=None)
+
+
+def baseline_engine(engine: Engine, weights: str, frames: int) -> tuple[Engine | None, str | None]:
+    """(engine, None) for the no-depth baseline checkpoint `weights`, or (None, why not)."""
+    cfg = EngineConfig(
+        weights=weights,
+        device=engine.config.device,
+        precision=engine.config.precision,
+        tile=engine.config.tile,
+        tile_overlap=engine.config.tile_overlap,
+        depth_max_side=engine.config.depth_max_side,
+    )
+    try:
+        base = Engine(cfg)
+    except CheckpointError as e:
+        return None, f"baseline checkpoint not available: {e}"
+    if base.dgn.config.uses_depth:
+        return None, f"{weights!r} is a {base.dgn.config.variant!r} DGN, not the no-depth baseline"
+    if base.dgn.config.frames != frames:
+        return None, (
+            f"{weights!r} takes {base.dgn.config.frames} frame(s), the evaluated DGN {frames}"
+        )
+    return base, None
+
+
+# ------------------------------------------------------------------------------- metrics
+def to_255(image01: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1] -> 0-255 float64, rounded to 8-bit levels (metrics.to_255)."""
+    return metrics.to_255(image01.double() * 2.0 - 1.0)
+
+
+def depth_thirds(depth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Boolean (H, W) masks "near" / "middle" / "far" of a (..., H, W) depth in [0, 1]."""
+    d = depth.reshape(depth.shape[-2:])
+    return {"near": d >= NEAR, "middle": (d >= FAR) & (d < NEAR), "far": d < FAR}
+
+
+def psnr_by_thirds(
+    pred255: torch.Tensor, target255: torch.Tensor, depth: torch.Tensor
+) -> dict[str, float | None]:
+    """PSNR (dB) over the pixels of each depth third (None for an empty third).
+    pred255 / target255: (1, 3, H, W) in 0-255; depth (…, H, W) in [0, 1]."""
+    err = (pred255.double() - target255.double()).pow(2).sum(dim=1)[0]  # (H, W), channels summed
+    out: dict[str, float | None] = {}
+    for name, mask in depth_thirds(depth).items():
+        count = int(mask.sum())
+        out[name] = (
+            None if count == 0 else metrics.psnr_from_mse(float(err[mask].sum()) / (3 * count))
+        )
+    return out
+
+
+def _score(pred01: torch.Tensor, sharp255: torch.Tensor, depth_ref: torch.Tensor | None) -> dict:
+    pred255 = to_255(pred01)
+    score = {
+        "psnr": float(metrics.psnr(pred255, sharp255)[0]),
+        "ssim": float(metrics.ssim(pred255, sharp255)[0]),
+    }
+    if depth_ref is not None:
+        score.update(
+            {f"psnr_{k}": v for k, v in psnr_by_thirds(pred255, sharp255, depth_ref).items()}
+        )
+    return score
+
+
+def _mean(values: list[float | None]) -> tuple[float | None, int]:
+    kept = [v for v in values if v is not None]
+    return (float(np.mean(kept)) if kept else None), len(kept)
+
+
+# ------------------------------------------------------------------------------- evaluation
+@dataclass
+class _Item:
+    name: str
+    frames: torch.Tensor  # (1, 3F, H, W) [0, 1]
+    centre: torch.Tensor  # (1, 3, H, W) [0, 1]
+    sharp255: torch.Tensor  # (1, 3, H, W) 0-255
+    depth: torch.Tensor | None  # (1, 1, H, W) [0, 1] reference depth from the dataset
+
+
+def _load(dataset: PairedFolderDataset, i: int) -> _Item:
+    item = dataset[i]
+    frames = item["blur"].unsqueeze(0).add(1).mul(0.5)
+    c = dataset.frames // 2 * 3
+    depth = item["depth"].unsqueeze(0) if "depth" in item else None
+    return _Item(
+        name=dataset.frame_name(i),
+        frames=frames,
+        centre=frames[:, c : c + 3],
+        sharp255=metrics.to_255(item["sharp"].unsqueeze(0)),
+        depth=depth,
+    )
+
+
+def evaluate(
+    engine: Engine,
+    dataset: PairedFolderDataset,
+    indices: list[int],
+    *,
+    ablation: bool = True,
+    baseline: Engine | None = None,
+    baseline_note: str | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Evaluate every row of the module docstring on dataset[indices].
+
+    Returns {"quality": [{"name", "psnr", "ssim", "psnr_near", "psnr_middle", "psnr_far",
+    "images", "images_near", ...}], "per_image": [{"name", "rows": {row: score}}],
+    "depth_error": {...} or None, "reference_depth": str, "skipped": [{"name", "reason"}],
+    "images": n}.
+    """
+    dgn = engine.dgn
+    if dgn is None:
+        raise DgnError("the benchmark needs a DGN; this engine was built without one")
+    if dataset.frames != dgn.config.frames:
+        raise DgnError(
+            f"the dataset gives {dataset.frames} frame(s) per item, "
+            f"the DGN takes {dgn.config.frames}"
+        )
+    uses_depth = dgn.config.uses_depth
+    skipped: list[dict] = []
+    bypass = bypass_engine(engine) if uses_depth and ablation else None
+    if not uses_depth:  # the evaluated model is itself the baseline
+        baseline, baseline_note = engine, None
+    elif not ablation:
+        skipped += [{"name": r, "reason": "--no-ablation"} for r in (ROW_INITIAL, ROW_REFERENCE)]
+        baseline, baseline_note = None, "--no-ablation"
+    if baseline is None:
+        skipped.append({"name": ROW_BASELINE, "reason": baseline_note or "no baseline checkpoint"})
+
+    per_image = []
+    errors = {"initial_mae": [], "refined_mae": [], "initial_rmse": [], "refined_rmse": []}
+    exact_depth = 0
+    for n, i in enumerate(indices):
+        item = _load(dataset, i)
+        if item.depth is not None:
+            exact_depth += 1
+            d_ref = item.depth
+        elif uses_depth:
+            d_ref = engine.estimate_depth(_sharp01(item))
+        else:
+            d_ref = None
+        rows = {ROW_BLURRY: _score(item.centre, item.sharp255, d_ref)}
+        if baseline is not None:
+            out, _ = baseline.restore(item.frames)
+            rows[ROW_BASELINE] = _score(out, item.sharp255, d_ref)
+        if uses_depth:
+            d_init = engine.estimate_depth(item.centre)
+            if bypass is not None:
+                out, _ = bypass.restore(item.frames, d_init, return_depth=False)
+                rows[ROW_INITIAL] = _score(out, item.sharp255, d_ref)
+            out, d_refined = engine.restore(item.frames, d_init)
+            rows[ROW_REFINED] = _score(out, item.sharp255, d_ref)
+            if bypass is not None:
+                out, _ = bypass.restore(item.frames, d_ref, return_depth=False)
+                rows[ROW_REFERENCE] = _score(out, item.sharp255, d_ref)
+            for key, d in (("initial", d_init), ("refined", d_refined)):
+                diff = (d.double() - d_ref.double()).abs()
+                errors[f"{key}_mae"].append(float(diff.mean()))
+                errors[f"{key}_rmse"].append(float(diff.pow(2).mean().sqrt()))
+        per_image.append({"name": item.name, "rows": rows})
+        if progress is not None:
+            progress(n + 1, len(indices))
+
+    quality = []
+    for row in ROWS:
+        scores = [p["rows"][row] for p in per_image if row in p["rows"]]
+        if not scores:
+            continue
+        entry: dict = {"name": row}
+        for key in ("psnr", "ssim"):
+            entry[key] = _mean([s[key] for s in scores])[0]
+        for third in THIRDS:
+            value, count = _mean([s.get(f"psnr_{third}") for s in scores])
+            entry[f"psnr_{third}"] = value
+            entry[f"images_{third}"] = count
+        entry["images"] = len(scores)
+        quality.append(entry)
+
+    if exact_depth == len(indices):
+        reference = "the dataset's depth/ maps"
+    elif exact_depth == 0 and uses_depth:
+        reference = f"estimated from the sharp frame by {engine.depth_estimator.name}"
+    elif exact_depth == 0:
+        reference = "none (no depth/ maps; the baseline needs no estimator)"
+    else:
+        reference = f"depth/ maps for {exact_depth} images, the rest estimated from the sharp frame"
+    depth_error = None
+    if uses_depth and per_image:
+        depth_error = {k: float(np.mean(v)) for k, v in errors.items()}
+    return {
+        "quality": quality,
+        "per_image": per_image,
+        "depth_error": depth_error,
+        "reference_depth": reference,
+        "skipped": skipped,
+        "images": len(per_image),
+    }
+
+
+def _sharp01(item: _Item) -> torch.Tensor:
+    return (item.sharp255 / 255.0).float()
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no inf/NaN: identical images (PSNR inf) become None."""
+    return value if value is not None and math.isfinite(value) else None
