@@ -15,7 +15,7 @@ from dgn_cli.data.synth import (
     render_sequence,
     write_split,
 )
-from dgn_cli.errors import InputError
+from dgn_cli.errors import InputError, OutputError
 
 
 def make_photos(folder, n=4, size=(160, 120), smooth=2.0, seed=0):
@@ -154,6 +154,10 @@ def test_write_split_layout_and_resume(bank, tmp_path):
     assert write_split(out, bank, "train", 2, 48, 32, 1, frames=3)["rendered"] == 1
     assert (out / "train/000001/blur/000002.png").read_bytes() == before
     assert not list(out.rglob("*.tmp*"))
+    # other settings into the same split: refused, nothing mixed; a larger count extends it
+    with pytest.raises(OutputError, match="seed differ"):
+        write_split(out, bank, "train", 2, 48, 32, seed=2, frames=3)
+    assert write_split(out, bank, "train", 3, 48, 32, 1, frames=3)["rendered"] == 1
 
 
 def test_photobank_errors_and_downscale(tmp_path):

@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dgn_cli.errors import InputError
+from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path, write_text_atomic
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -515,7 +515,9 @@ def write_split(
     """Render `count` sequences of `frames` frames into GOPRO layout:
     OUT/{split}/SEQ/{blur,sharp,depth}/NNNNNN.png (SEQ = 6-digit sequence index; depth is a
     16-bit PNG of value * 65535). Sequence i uses `sample_seed(seed, i)`. Every file is written
-    atomically; sequences whose files all exist are skipped, so an interrupted run resumes.
+    atomically; sequences whose files all exist are skipped, so an interrupted run resumes (or a
+    larger count extends the split). A split made with other settings (seed, size, frames,
+    config, photos) raises OutputError rather than mixing scenes.
     Returns {"rendered": n, "skipped": n, "dir": path}."""
     cfg = cfg or SynthConfig()
     split_dir = Path(out_root) / split
@@ -524,7 +526,20 @@ def write_split(
         "split": split, "count": count, "width": width, "height": height, "seed": seed,
         "frames": frames, "config": cfg.to_dict(), "photos": bank.names(),
     }  # fmt: skip
-    write_text_atomic(split_dir / "synth.json", json.dumps(meta, indent=2) + "\n")
+    meta_path = split_dir / "synth.json"
+    if meta_path.exists():
+        try:
+            before = json.loads(meta_path.read_text())
+        except ValueError:
+            before = {}
+        now = json.loads(json.dumps(meta))  # tuples -> lists, as stored
+        changed = [k for k in now if k != "count" and before.get(k) != now[k]]
+        if changed:
+            raise OutputError(
+                f"{split_dir}: was rendered with other settings ({', '.join(changed)} differ); "
+                "render into another folder or delete this one"
+            )
+    write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     rendered = skipped = 0
     for i in range(count):
         seq = split_dir / f"{i:06d}"
