@@ -64,7 +64,7 @@ from dgn_cli.video_ffmpeg import (
     finished_segments,
     write_concat_list,
 )
-from dgn_cli.video_probe import VideoInfo, probe
+from dgn_cli.video_probe import VideoInfo, probe, scan
 from dgn_cli.video_window import SlidingWindow
 
 Progress = Callable[[int, int | None], None]
@@ -115,6 +115,23 @@ class _Frame:
     x: torch.Tensor  # (1, 3, H, W) float32 [0, 1]
     raw: np.ndarray | None  # (H, W, 3) as decoded, kept only for --compare
     depth: torch.Tensor | None = None  # initial depth, computed once when needed
+
+
+def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str]]:
+    """Probe and scan `src` (video_probe) before any model work: InputError for a file that is
+    not a video, has no video stream, or is truncated/damaged; with `opts.duration` set a
+    damaged file is accepted (with a note), so the good part of it can be saved."""
+    info = probe(src)
+    problems = scan(info)
+    notes = []
+    if problems and opts.duration is None:
+        raise InputError(
+            f"{info.path}: the video is truncated or damaged ({problems[0]}); re-copy it, or "
+            "save the readable part with --duration"
+        )
+    if problems:
+        notes.append(f"the input is damaged ({problems[0]}); decoding what can be read")
+    return info, notes
 
 
 def work_dir(output: Path) -> Path:
@@ -221,6 +238,7 @@ class _EncoderThread:
         self.encoders, self.bits16 = encoders, bits16
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.error: BaseException | None = None
+        self.aborting = False
         self.wait_s = 0.0  # time the model spent blocked on a full queue (encoder too slow)
         self.thread = threading.Thread(target=self._run, name="dgn-encode", daemon=True)
         self.thread.start()
@@ -239,7 +257,7 @@ class _EncoderThread:
 
     def _run(self) -> None:
         try:
-            while (item := self.queue.get()) is not None:
+            while (item := self.queue.get()) is not None and not self.aborting:
                 t, image, raw, depth = item
                 out = _to_array(image, self.bits16)
                 self.encoders["main"].write(t, out)
@@ -248,8 +266,9 @@ class _EncoderThread:
                     self.encoders["compare"].write(t, cmp)
                 if "depth" in self.encoders:
                     self.encoders["depth"].write(t, _to_array(depth, self.bits16))
-            for enc in self.encoders.values():
-                enc.finish()
+            if not self.aborting:
+                for enc in self.encoders.values():
+                    enc.finish()
         except BaseException as e:
             self.error = e
             with contextlib.suppress(queue.Empty):  # unblock a producer waiting on put
@@ -264,17 +283,29 @@ class _EncoderThread:
             raise self.error
 
     def abort(self) -> None:
-        if self.thread.is_alive():
-            with contextlib.suppress(queue.Full):
-                while True:
-                    self.queue.get_nowait()
-            with contextlib.suppress(queue.Full):
-                self.queue.put_nowait(None)
-        for enc in self.encoders.values():
-            enc.abort()
+        """Stop without finishing the current segments (they are deleted)."""
+        self.aborting = True
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.queue.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(None)
         self.thread.join(timeout=10)
         for enc in self.encoders.values():
             enc.abort()
+
+
+def _clean_failed_work(work: Path, tracks: list[str]) -> None:
+    """After a failure keep only what --resume can use: the manifest and finished segments."""
+    if not work.exists():
+        return
+    keep = {f"{t}_{k:06d}.nut" for t in tracks for k in range(finished_segments(work, t))}
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    for p in work.iterdir():
+        if p.name not in keep and p.name != "manifest.json":
+            p.unlink(missing_ok=True)
 
 
 def deblur_video(
@@ -285,6 +316,7 @@ def deblur_video(
     progress: Progress | None = None,
     *,
     info: VideoInfo | None = None,
+    notes: list[str] | None = None,
 ) -> VideoResult:
     """Restore every frame of `src` into `dst` (see the module docstring). Raises InputError
     for an unreadable input, OutputError for an output that exists or cannot be written;
@@ -296,8 +328,9 @@ def deblur_video(
         raise InputError("deblur_video needs an engine with a DGN")
     if opts.segment_frames < 1:
         raise OutputError(f"segment frames must be >= 1, got {opts.segment_frames}")
-    info = info or probe(src)
-    notes: list[str] = []
+    notes = list(notes or [])
+    if info is None:
+        info, notes = open_input(src, opts)
     extra = {"compare": opts.compare, "depth": opts.depth}
     extra = {k: Path(v) for k, v in extra.items() if v is not None}
     _check_targets(src, [dst, *extra.values()], opts.overwrite)
@@ -396,8 +429,7 @@ def deblur_video(
                 enc.abort()
         if decoder is not None:
             decoder.close()
-        if work.exists() and min(finished_segments(work, t) for t in tracks) == 0:
-            shutil.rmtree(work, ignore_errors=True)
+        _clean_failed_work(work, tracks)
         raise
     shutil.rmtree(work, ignore_errors=True)
     if audio.get("audio") not in (None, "copy"):

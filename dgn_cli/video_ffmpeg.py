@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import tempfile
@@ -73,7 +74,8 @@ def _tail(path: Path, lines: int = 3) -> str:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    return " | ".join(ln.strip() for ln in text[-lines:])
+    # "[in#0/mov,mp4 @ 0x55...] msg" -> "msg": the prefix is noise (and looks like markup).
+    return " | ".join(re.sub(r"^(\[[^\]]*\]\s*)+", "", ln.strip()) for ln in text[-lines:])
 
 
 def _time(seconds: float) -> str:

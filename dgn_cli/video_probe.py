@@ -61,6 +61,7 @@ class VideoInfo:
     color_range: str | None  # tv | pc
     duration: float | None  # seconds, container duration
     rotation: float = 0.0
+    packets: int | None = None  # video packets counted by `scan` (= frames for most codecs)
     streams: list[StreamInfo] = field(default_factory=list)
 
     @property
@@ -84,7 +85,10 @@ class VideoInfo:
 
     @property
     def frames_estimate(self) -> int | None:
-        """duration x fps (for the progress bar only; the pipeline never relies on it)."""
+        """The packet count from `scan`, else duration x fps (for the progress bar only; the
+        pipeline never relies on it)."""
+        if self.packets:
+            return self.packets
         if self.duration is None:
             return None
         return max(1, round(self.duration * float(self.fps)))
@@ -234,3 +238,30 @@ def _last_error(text: str) -> str:
         if "Error opening input" in ln or "Invalid data" in ln or "moov atom" in ln:
             return re.sub(r"^\[[^\]]*\]\s*", "", ln).rstrip(".")
     return lines[-1] if lines else ""
+
+
+_TRUNCATED = ("partial file", "truncat", "invalid data", "error while", "corrupt")
+
+
+def scan(info: VideoInfo) -> list[str]:
+    """Read the video stream's packets once without decoding (`-c copy -f null`, about as fast
+    as reading the file): sets `info.packets` for the progress bar and returns the problems
+    found (a truncated or damaged container), so they are known before hours of work."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats", "-i", str(info.path)]
+        + ["-map", f"0:{info.video.index}", "-c", "copy", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    text = proc.stderr
+    problems = [
+        re.sub(r"^(\[[^\]]*\]\s*)+", "", ln.strip())
+        for ln in text.replace("\r", "\n").splitlines()
+        if any(k in ln.lower() for k in _TRUNCATED)
+    ]
+    counts = re.findall(r"frame=\s*(\d+)", text)
+    info.packets = int(counts[-1]) if counts else None
+    if proc.returncode != 0 and not problems:
+        problems.append(_last_error(text) or f"ffmpeg exit {proc.returncode}")
+    return problems

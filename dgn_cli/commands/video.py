@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -43,9 +44,14 @@ from dgn_cli.commands.common import (
 )
 from dgn_cli.commands.image import TileOpt, TileOverlapOpt
 from dgn_cli.engine import DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
-from dgn_cli.video import DEFAULT_SEGMENT_FRAMES, VideoOptions, deblur_video, work_dir
+from dgn_cli.video import (
+    DEFAULT_SEGMENT_FRAMES,
+    VideoOptions,
+    deblur_video,
+    open_input,
+    work_dir,
+)
 from dgn_cli.video_ffmpeg import EncodeSettings, finished_segments
-from dgn_cli.video_probe import probe
 
 
 class VideoModel(StrEnum):
@@ -191,7 +197,6 @@ def register(app: typer.Typer) -> None:
         if t_len is not None and t_len <= 0:
             raise typer.BadParameter("must be more than 0", param_hint="--duration")
         output = output or _default_output(input)
-        info = probe(input)  # a bad input fails before any model is loaded
         opts = VideoOptions(
             encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
             start=t_start,
@@ -202,6 +207,7 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             overwrite=overwrite,
         )
+        info, notes = open_input(input, opts)  # a bad input fails before any model loads
         engine: Engine = _engine(
             model, weights, depth_model, device, precision, tile, tile_overlap, quiet
         )
@@ -212,7 +218,7 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, completed=done, total=max(total or 0, done) or None)
 
             try:
-                result = deblur_video(engine, input, output, opts, on_frame, info=info)
+                result = deblur_video(engine, input, output, opts, on_frame, info=info, notes=notes)
             except KeyboardInterrupt:
                 bar.stop()
                 raise fail(_interrupted(output, opts), code=130) from None
@@ -220,7 +226,7 @@ def register(app: typer.Typer) -> None:
             print_json({"command": "deblur-video", **engine.info(), **result.as_dict()})
         if not quiet:
             for note in result.notes:
-                err_console.print(f"[yellow]note[/] {note}", soft_wrap=True)
+                err_console.print(f"[yellow]note[/] {escape(note)}", soft_wrap=True)
             a = result.audio
             n_audio = len(a.get("audio_streams", []))
             audio = (
