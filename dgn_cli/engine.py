@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from dgn_cli import checkpoints, devices, tiling
-from dgn_cli.errors import CheckpointError, DeviceError, DgnError
+from dgn_cli.errors import DeviceError, DgnError
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
 
@@ -73,9 +73,8 @@ MIN_TILE = 128
 MIN_DEPTH_SIDE = 256
 RANDOM = "random"
 
-# Registry defaults; the checkpoints module owns them once it defines them.
-DEFAULT_DGN = getattr(checkpoints, "DEFAULT_DGN", {"image": "dgn-image", "video": "dgn-video"})
-DEFAULT_DEPTH = getattr(checkpoints, "DEFAULT_DEPTH", "dgn-depth-small")
+DEFAULT_DGN = checkpoints.DEFAULT_DGN  # {"image": "dgn-image", "video": "dgn-video"}
+DEFAULT_DEPTH = checkpoints.DEFAULT_DEPTH  # "dgn-depth-small"
 
 
 @dataclass
@@ -153,24 +152,6 @@ def _random_models(cfg: EngineConfig) -> tuple[DGN, DepthEstimator]:
     return dgn, depth
 
 
-def _load_depth_file(path: str, device: torch.device) -> DepthEstimator:
-    """Fallback while checkpoints.load_depth_estimator is missing: a SmallDepthNet file."""
-    from pathlib import Path
-
-    from safetensors.torch import load_file
-
-    if not Path(path).is_file():
-        raise CheckpointError(
-            f"depth model {path!r} not found; pass a .safetensors path with --depth-model"
-        )
-    meta = checkpoints.read_metadata(path)
-    if "depth_config" not in meta:
-        raise CheckpointError(f"{path}: no 'depth_config' in the metadata; not a depth model")
-    net = SmallDepthNet(SmallDepthConfig.from_json(meta["depth_config"]))
-    net.load_state_dict(load_file(str(path)), strict=True)
-    return DepthEstimator(net.to(device).eval(), "small", name=Path(path).stem)
-
-
 def load_models(
     cfg: EngineConfig, device: torch.device
 ) -> tuple[DGN | None, DepthEstimator | None]:
@@ -189,10 +170,7 @@ def load_models(
 
 
 def load_depth(name_or_path: str, device: torch.device) -> DepthEstimator:
-    loader = getattr(checkpoints, "load_depth_estimator", None)
-    if loader is not None:
-        return loader(name_or_path, device)
-    return _load_depth_file(name_or_path, device)
+    return checkpoints.load_depth_estimator(name_or_path, device)
 
 
 class Engine:
@@ -397,18 +375,19 @@ class Engine:
     def _restore_tiled(self, frames, depth_init, tile, progress, stats):
         h, w = frames.shape[-2:]
         overlap = self.config.tile_overlap
-        plan = tiling.tile_weights(h, w, tile, min(overlap, tile // 2) if tile else 0)
-        stats.tiles = len(plan)
+        overlap = min(overlap, tile // 2) if tile else 0
+        total = len(tiling.plan_tiles(h, w, tile, overlap))
+        stats.tiles = total
         if progress:
-            progress(0, len(plan))
-        if len(plan) == 1:  # whole image: the tile's output is the result, no blending buffer
+            progress(0, total)
+        if total == 1:  # whole image: the tile's output is the result, no blending buffer
             image, depth = self._run_tile(frames, depth_init, stats)
             if progress:
                 progress(1, 1)
             return image.clamp_(0, 1), (depth.clamp_(0, 1) if depth is not None else None)
         image = torch.zeros(1, 3, h, w)
         depth = torch.zeros(1, 1, h, w) if depth_init is not None else None
-        for i, (t, weight) in enumerate(plan):
+        for i, (t, weight) in enumerate(tiling.tile_weights(h, w, tile, overlap)):
             sl = (..., slice(t.y0, t.y1), slice(t.x0, t.x1))
             d_in = depth_init[sl] if depth_init is not None else None
             tile_image, tile_depth = self._run_tile(frames[sl], d_in, stats)
@@ -417,7 +396,7 @@ class Engine:
                 depth[sl].addcmul_(tile_depth, weight)
             del tile_image, tile_depth
             if progress:
-                progress(i + 1, len(plan))
+                progress(i + 1, total)
         return image.clamp_(0, 1), (depth.clamp_(0, 1) if depth is not None else None)
 
     def _run_tile(self, frames, depth, stats: RunStats):
@@ -453,8 +432,9 @@ class Engine:
 
 
 def _finite(out) -> bool:
-    ok = bool(torch.isfinite(out.image).all())
-    return ok and (out.depth is None or bool(torch.isfinite(out.depth).all()))
+    # NaN and Inf propagate through a sum: one reduction instead of a full boolean mask.
+    ok = bool(torch.isfinite(out.image.sum()))
+    return ok and (out.depth is None or bool(torch.isfinite(out.depth.sum())))
 
 
 def _check_image(x: torch.Tensor, channels: int, size: tuple[int, int] | None = None) -> None:

@@ -19,6 +19,7 @@ pixel (a partition of unity), so no normalisation buffer is needed. Image border
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -99,18 +100,16 @@ def axis_weights(spans: list[tuple[int, int]], overlap: int) -> list[torch.Tenso
 
 def tile_weights(
     height: int, width: int, tile: int, overlap: int, align: int = ALIGN
-) -> list[tuple[Tile, torch.Tensor]]:
-    """Each tile with its (1, 1, h, w) float32 blending weight (outer product of axis weights)."""
+) -> Iterator[tuple[Tile, torch.Tensor]]:
+    """Each tile with its (1, 1, h, w) float32 blending weight (outer product of the axis
+    weights), made one at a time so only one tile's weight exists at once."""
     rows = plan_axis(height, tile, overlap, align)
     cols = plan_axis(width, tile, overlap, align)
-    row_w = axis_weights(rows, overlap)
-    col_w = axis_weights(cols, overlap)
-    out = []
+    row_w = [w.float() for w in axis_weights(rows, overlap)]
+    col_w = [w.float() for w in axis_weights(cols, overlap)]
     for (y0, y1), wy in zip(rows, row_w, strict=True):
         for (x0, x1), wx in zip(cols, col_w, strict=True):
-            w = (wy[:, None] * wx[None, :]).float()[None, None]
-            out.append((Tile(y0, y1, x0, x1), w))
-    return out
+            yield Tile(y0, y1, x0, x1), (wy[:, None] * wx[None, :])[None, None]
 
 
 def context_margin(overlap: int) -> int:
