@@ -18,8 +18,12 @@ def rand(shape, dtype=np.uint8):
     return RNG.integers(0, top + 1, size=shape).astype(dtype)
 
 
+# Made once: an ICC header holds its creation time, so two calls can differ.
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
 def srgb_icc() -> bytes:
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return SRGB_ICC
 
 
 def roundtrip(pic: io.Picture, path):
