@@ -1,0 +1,63 @@
+"""The Python API: `Deblurrer(...).deblur(image) -> image`, same dtype and shape."""
+
+import numpy as np
+import pytest
+import torch
+
+from dgn_cli import checkpoints
+from dgn_cli.api import Deblurrer
+from dgn_cli.models import DGN, DGNConfig
+from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+
+RNG = np.random.default_rng(2)
+
+
+@pytest.fixture(scope="module")
+def deblurrer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("api")
+    torch.manual_seed(0)
+    cfg = DGNConfig(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
+    checkpoints.save_dgn(DGN(cfg), folder / "dgn.safetensors")
+    net = SmallDepthNet(SmallDepthConfig(widths=(4, 8)))
+    checkpoints.save_depth_net(net, folder / "depth.safetensors")
+    return Deblurrer(
+        weights=str(folder / "dgn.safetensors"),
+        depth_model=str(folder / "depth.safetensors"),
+        device="cpu",
+        precision="fp32",
+    )
+
+
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [((30, 40, 3), np.uint8), ((30, 40, 3), np.uint16), ((30, 40), np.uint8),
+     ((30, 40, 1), np.uint16), ((30, 40, 4), np.uint8), ((30, 40, 3), np.float32),
+     ((30, 40, 3), np.float64)],
+)  # fmt: skip
+def test_same_dtype_and_shape(deblurrer, shape, dtype):
+    if np.dtype(dtype).kind == "f":
+        image = RNG.random(shape).astype(dtype)
+    else:
+        image = RNG.integers(0, np.iinfo(dtype).max + 1, size=shape).astype(dtype)
+    out = deblurrer.deblur(image)
+    assert out.dtype == image.dtype and out.shape == image.shape
+    assert not np.array_equal(out, image)
+    if len(shape) == 3 and shape[2] == 4:
+        np.testing.assert_array_equal(out[:, :, 3], image[:, :, 3])  # alpha untouched
+    if np.dtype(dtype).kind == "f":
+        assert 0 <= out.min() and out.max() <= 1
+
+
+def test_depth_maps(deblurrer):
+    image = RNG.integers(0, 256, size=(30, 40, 3)).astype(np.uint8)
+    initial = deblurrer.depth(image)
+    refined = deblurrer.depth(image, refined=True)
+    assert initial.shape == refined.shape == (30, 40) and initial.dtype == np.float32
+    assert 0 <= initial.min() and initial.max() <= 1 and not np.array_equal(initial, refined)
+
+
+def test_bad_inputs_rejected(deblurrer):
+    with pytest.raises(ValueError, match="dtype"):
+        deblurrer.deblur(np.zeros((4, 4, 3), np.int64))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        deblurrer.deblur(np.zeros((4, 4, 5), np.uint8))
