@@ -59,6 +59,7 @@ from dgn_cli.fsutil import atomic_path
 from dgn_cli.video_ffmpeg import (
     EncodeSettings,
     FrameDecoder,
+    FrameTimes,
     SegmentEncoder,
     concat_and_mux,
     finished_segments,
@@ -347,11 +348,14 @@ def deblur_video(
             f"{src}: height {info.height} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
             "use --pix-fmt yuv444p"
         )
-    if info.vfr:
+    times = _frame_times(info, opts)
+    if info.vfr and times is None:
         notes.append(
-            f"variable frame rate source: all frames kept at the average {float(info.fps):.3f} "
-            "fps (same count and duration; individual frame times evened out)"
+            f"variable frame rate source without a frame list: all frames kept at the average "
+            f"{float(info.fps):.3f} fps (same count and duration; frame times evened out)"
         )
+    elif times is not None:
+        notes.append("variable frame rate source: every frame keeps its source timestamp")
 
     tracks = ["main", *extra]
     work = work_dir(dst)
@@ -363,7 +367,9 @@ def deblur_video(
 
     widths = {"main": info.width, "compare": 2 * info.width + COMPARE_GAP, "depth": info.width}
     encoders = {
-        t: SegmentEncoder(t, work, widths[t], info.height, info.fps, settings, opts.segment_frames)
+        t: SegmentEncoder(
+            t, work, widths[t], info.height, info.fps, settings, opts.segment_frames, times
+        )
         for t in tracks
     }
     decoder = writer = None
@@ -420,7 +426,7 @@ def deblur_video(
         decode_wait = decoder.wait_s
         decoder.close()
 
-        audio = _mux_all(work, dst, extra, tracks, frames, info, opts)
+        audio = _mux_all(work, dst, extra, tracks, frames, info, opts, times)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -445,7 +451,7 @@ def deblur_video(
         output=str(dst),
         frames=frames,
         fps=float(info.fps),
-        duration=frames / float(info.fps),
+        duration=times.duration(0, frames) if times else frames / float(info.fps),
         seconds=round(wall, 3),
         frames_per_second=round(restored / wall, 3) if wall > 0 else 0.0,
         resumed_frames=min(skip, frames),
@@ -477,12 +483,34 @@ def _umask() -> int:
     return mask
 
 
-def _mux_all(work, dst, extra, tracks, frames, info, opts) -> dict:
+def _frame_times(info: VideoInfo, opts: VideoOptions) -> FrameTimes | None:
+    """The source times of the frames this run decodes (VFR sources only): the scanned list,
+    cut to [start, start + duration) and shifted to start at 0."""
+    if not info.vfr or not info.frame_pts or info.time_base is None:
+        return None
+    tb = info.time_base
+    pts = [p - info.frame_pts[0] for p in info.frame_pts]
+    lo = (opts.start or 0.0) / tb
+    hi = lo + opts.duration / tb if opts.duration is not None else None
+    chosen = [p for p in pts if p >= lo - 0.5 and (hi is None or p < hi - 0.5)]
+    if not chosen:
+        return None
+    after = [p for p in pts if p > chosen[-1]]
+    step = after[0] - chosen[-1] if after else max(1, info.last_duration)
+    if hi is not None:  # the last frame lasts at most until the end of the cut
+        step = max(1, min(step, round(hi - chosen[-1])))
+    return FrameTimes(tb, [p - chosen[0] for p in chosen], step)
+
+
+def _mux_all(work, dst, extra, tracks, frames, info, opts, times) -> dict:
     """Join each track's segments and write all outputs; all are renamed into place together
     only when every one of them was written."""
     n = opts.segment_frames
     counts = [min(n, frames - k * n) for k in range((frames + n - 1) // n)]
-    durations = [c / float(info.fps) for c in counts]
+    if times is not None:
+        durations = [times.duration(k * n, c) for k, c in enumerate(counts)]
+    else:
+        durations = [c / float(info.fps) for c in counts]
     targets = {"main": dst, **extra}
     result = {}
     with contextlib.ExitStack() as stack:

@@ -200,13 +200,25 @@ class EncodeSettings:
         """Feed 16-bit RGB when the output keeps more than 8 bits."""
         return any(tag in self.pix_fmt for tag in ("10", "12", "16"))
 
-    def output_args(self) -> list[str]:
-        args = []
+    def output_args(self, filter_file: Path | None = None, extra_filters: str = "") -> list[str]:
+        """Encoder arguments; `extra_filters` (e.g. the timestamps of a VFR source) are joined
+        to the colour conversion and, being long, passed through `filter_file`."""
+        args, filters = [], []
         if self.color_matrix in ("bt709", "bt470bg", "smpte170m", "bt2020nc"):
             matrix = {"bt2020nc": "bt2020"}.get(self.color_matrix, self.color_matrix)
             rng = self.color_range or "tv"
-            args += ["-vf", f"scale=out_color_matrix={matrix}:out_range={rng}"]
+            filters.append(f"scale=out_color_matrix={matrix}:out_range={rng}")
             args += ["-colorspace", self.color_matrix, "-color_range", rng]
+        if extra_filters:
+            filters.append(extra_filters)
+        if filters and filter_file is not None:
+            filter_file.write_text(",".join(filters))
+            # passthrough: no frame dropped or duplicated to fit a nominal rate; the encoder
+            # keeps the filter's (the source's) time base instead of 1/rate
+            args += ["-/filter:v", str(filter_file), "-fps_mode", "passthrough"]
+            args += ["-enc_time_base:v", "filter"]
+        elif filters:
+            args += ["-vf", ",".join(filters)]
         args += ["-c:v", self.codec]
         if self.crf is not None:
             args += ["-crf", str(self.crf)]
@@ -215,6 +227,43 @@ class EncodeSettings:
         if self.preset:
             args += ["-preset", self.preset]
         return [*args, "-pix_fmt", self.pix_fmt]
+
+
+@dataclass
+class FrameTimes:
+    """Presentation times of a variable-frame-rate source, in ticks of `tb` seconds, relative to
+    the first frame processed (from `video_probe.scan`); frames past the list (should the
+    decoder return more than the container listed) continue at `step` ticks apart."""
+
+    tb: Fraction
+    pts: list[int]
+    step: int  # ticks between frames beyond the list, and after the last frame
+
+    def ticks(self, i: int) -> int:
+        if i < len(self.pts):
+            return self.pts[i]
+        last = self.pts[-1] if self.pts else -self.step
+        return last + (i - len(self.pts) + 1) * self.step
+
+    def setpts(self, first: int, count: int) -> str:
+        """A setpts filter giving frames first..first+count-1 their times (relative to the
+        segment's first frame): a balanced tree of if(lt(N, m), ...) so the expression nests
+        only log2(count) deep."""
+        base = self.ticks(first)
+        values = [self.ticks(first + i) - base for i in range(count)]
+
+        def tree(lo: int, hi: int) -> str:
+            if hi - lo == 1:
+                return str(values[lo])
+            mid = (lo + hi) // 2
+            return f"if(lt(N,{mid}),{tree(lo, mid)},{tree(mid, hi)})"
+
+        tb = f"{self.tb.numerator}/{self.tb.denominator}"
+        return f"settb={tb},setpts='{tree(0, count)}'"
+
+    def duration(self, first: int, count: int) -> float:
+        """Seconds from frame `first` to the end of frame first+count-1."""
+        return float((self.ticks(first + count) - self.ticks(first)) * self.tb)
 
 
 class SegmentEncoder:
@@ -232,7 +281,9 @@ class SegmentEncoder:
         fps: Fraction,
         settings: EncodeSettings,
         segment_frames: int,
+        times: FrameTimes | None = None,
     ):
+        self.times = times
         self.name, self.work = name, work
         self.width, self.height, self.fps = width, height, fps
         self.settings, self.segment_frames = settings, segment_frames
@@ -262,7 +313,13 @@ class SegmentEncoder:
         pix_in = "rgb48le" if self.settings.bits16 else "rgb24"
         args = ["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_in]
         args += ["-s", f"{self.width}x{self.height}", "-framerate", str(self.fps), "-i", "pipe:0"]
-        args += [*self.settings.output_args(), "-f", "nut", str(self.part)]
+        if self.times is not None:  # VFR: each frame gets its source time back
+            first = k * self.segment_frames
+            setpts = self.times.setpts(first, self.segment_frames)
+            out = self.settings.output_args(self.work / f"{self.name}.filter", setpts)
+        else:
+            out = self.settings.output_args()
+        args += [*out, "-f", "nut", str(self.part)]
         self.proc = _popen(args, stdin=subprocess.PIPE, stderr_path=self._log())
 
     def _log(self) -> Path:

@@ -62,6 +62,10 @@ class VideoInfo:
     duration: float | None  # seconds, container duration
     rotation: float = 0.0
     packets: int | None = None  # video packets counted by `scan` (= frames for most codecs)
+    # VFR sources only (from `scan`): every frame's time in ticks of time_base, sorted
+    time_base: Fraction | None = None
+    frame_pts: list[int] | None = None
+    last_duration: int = 0  # ticks of the last frame
     streams: list[StreamInfo] = field(default_factory=list)
 
     @property
@@ -244,12 +248,15 @@ _TRUNCATED = ("partial file", "truncat", "invalid data", "error while", "corrupt
 
 
 def scan(info: VideoInfo) -> list[str]:
-    """Read the video stream's packets once without decoding (`-c copy -f null`, about as fast
-    as reading the file): sets `info.packets` for the progress bar and returns the problems
-    found (a truncated or damaged container), so they are known before hours of work."""
+    """Read the video stream's packets once without decoding (`-c copy`, about as fast as
+    reading the file): sets `info.packets` for the progress bar, and for a variable-frame-rate
+    source `info.frame_pts` (every frame's time, sorted, in `info.time_base` ticks) from a
+    `framecrc` listing; returns the problems found (a truncated or damaged container), so they
+    are known before hours of work."""
+    out = ["-f", "framecrc", "pipe:1"] if info.vfr else ["-f", "null", "-"]
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats", "-i", str(info.path)]
-        + ["-map", f"0:{info.video.index}", "-c", "copy", "-f", "null", "-"],
+        + ["-map", f"0:{info.video.index}", "-c", "copy", *out],
         capture_output=True,
         text=True,
         errors="replace",
@@ -262,6 +269,26 @@ def scan(info: VideoInfo) -> list[str]:
     ]
     counts = re.findall(r"frame=\s*(\d+)", text)
     info.packets = int(counts[-1]) if counts else None
+    if info.vfr:
+        _read_framecrc(info, proc.stdout)
     if proc.returncode != 0 and not problems:
         problems.append(_last_error(text) or f"ffmpeg exit {proc.returncode}")
     return problems
+
+
+def _read_framecrc(info: VideoInfo, listing: str) -> None:
+    """framecrc lines: 'stream, dts, pts, duration, size, crc'; '#tb 0: 1/12288' gives units."""
+    tb = re.search(r"^#tb 0: (\d+)/(\d+)", listing, re.M)
+    if not tb:
+        return
+    pts, durations = [], []
+    for line in listing.splitlines():
+        if line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 4 and parts[2].lstrip("-").isdigit():
+            pts.append(int(parts[2]))
+            durations.append(int(parts[3]) if parts[3].isdigit() else 0)
+    info.time_base = Fraction(int(tb.group(1)), int(tb.group(2)))
+    info.frame_pts = sorted(pts)
+    info.last_duration = max(durations[-1], 1) if durations else 1

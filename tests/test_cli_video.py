@@ -2,6 +2,7 @@
 crash safety, --resume, --start/--duration, --model image, --compare, --save-depth."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -317,3 +318,31 @@ def test_ten_bit_output_and_subtitles_converted_for_mkv(models, tmp_path):
     assert info.pix_fmt == "yuv420p10le"
     assert [s.codec for s in info.subtitles] == ["subrip"] and doc["audio"]["subtitles"] == "srt"
     assert [s.codec for s in info.audio] == ["aac"]
+
+
+def frame_times(path: Path) -> list[float]:
+    """Presentation times of every decoded frame (ffmpeg's showinfo filter)."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(path), "-map", "0:v:0", "-vf", "showinfo"]
+        + ["-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [float(t) for t in re.findall(r"pts_time:(\S+)", proc.stderr)]
+
+
+def test_variable_frame_rate_keeps_every_timestamp(models, tmp_path):
+    # 24 fps with two pauses (0.3 s after frame 10, 0.5 s after frame 30)
+    vfr = "setpts='N/24/TB+if(gte(N,10),0.3/TB,0)+if(gte(N,30),0.5/TB,0)'"
+    src = make_clip(
+        tmp_path / "vfr.mp4", frames=48, audio=False, extra=["-vf", vfr, "-fps_mode", "vfr"]
+    )
+    assert probe(src).vfr
+    out = tmp_path / "o.mp4"
+    # segments of 10: the 0.3 s pause falls exactly on the first segment boundary
+    doc = summary(run(models, src, out, "--segment-frames", 10))
+    want, got = frame_times(src), frame_times(out)
+    assert len(got) == len(want) == doc["frames"] == 48
+    assert np.abs(np.array(got) - np.array(want)).max() < 1e-3
+    assert any("timestamp" in n for n in doc["notes"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dgn_cli.errors import InputError
-from dgn_cli.video_ffmpeg import EncodeSettings, mux_plans, write_concat_list
+from dgn_cli.video_ffmpeg import EncodeSettings, FrameTimes, mux_plans, write_concat_list
 from dgn_cli.video_probe import parse_report
 from dgn_cli.video_window import SlidingWindow, reflect, window_indices
 
@@ -116,3 +116,30 @@ def test_encode_settings_args():
     assert "scale=out_color_matrix=bt709:out_range=tv" in args and "-crf" in args
     assert "-b:v" in EncodeSettings(codec="libvpx-vp9").output_args()
     assert not EncodeSettings().bits16
+
+
+def test_frame_times_expression_and_durations():
+    times = FrameTimes(Fraction(1, 1000), [0, 40, 80, 500, 540], step=40)
+    expr = times.setpts(1, 4)  # frames 1..4, relative to frame 1
+    assert expr.startswith("settb=1/1000,setpts='")
+    body = expr.split("'")[1]
+    for n, want in enumerate([0, 40, 460, 500]):  # evaluate the if-tree by hand
+        e = body
+        while e.startswith("if("):
+            cond, a, b = _split_if(e)
+            e = a if n < int(cond.removeprefix("lt(N,").rstrip(")")) else b
+        assert int(e) == want
+    assert times.ticks(5) == 580 and times.duration(3, 2) == pytest.approx(0.08)
+    assert times.duration(0, 5) == pytest.approx(0.58)
+
+
+def _split_if(e: str) -> tuple[str, str, str]:
+    inner, depth, parts, cur = e[3:-1], 0, [], ""
+    for ch in inner:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return (*parts, cur)
