@@ -195,3 +195,26 @@ def test_export_then_load_dgn_gives_the_same_outputs(tmp_path):
     # Refuses to overwrite an export unless asked.
     with pytest.raises(Exception, match="exists"):
         train(c, run(tmp_path, "again", export="toy-dgn", export_dir=tmp_path / "weights"))
+
+
+def test_bf16_autocast_on_a_cpu_that_supports_it(tmp_path):
+    from dgn_cli.train import cpu_has_fast_bf16, resolve_precision
+
+    if not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no native bf16")
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    c = cfg(steps=2)
+    summary = train(c, run(tmp_path, precision="bf16"), datasets=data(c))
+    assert summary["precision"] == "bf16" and summary["loss"] > 0
+    # Weights and optimiser state stay fp32 under autocast.
+    payload = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert all(v.dtype == torch.float32 for v in payload["model"].values())
+
+
+@pytest.mark.cuda
+def test_cuda_bf16_channels_last_training(tmp_path):
+    c = cfg(steps=3)
+    summary = train(c, run(tmp_path, device="cuda", precision="auto"), datasets=data(c))
+    assert summary["device"].startswith("cuda") and summary["step"] == 3
+    assert summary["loss"] is not None

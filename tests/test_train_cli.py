@@ -79,11 +79,30 @@ def test_train_synth_resume_and_export(photos, tmp_path):
     assert bad.exit_code == 1 and "--lr" in bad.output
 
 
-@pytest.mark.parametrize("task", ["depth", "video"])
-def test_other_tasks_from_the_cli(photos, tmp_path, task):
-    widths = ["--widths", "4,8"] if task == "depth" else TINY
-    result = runner.invoke(app, [*args(photos, tmp_path / task, "--task", task, steps=2), *widths])
+def test_depth_task_exports_the_estimator_that_the_image_task_then_uses(photos, tmp_path):
+    weights = tmp_path / "weights"
+    depth = [*args(photos, tmp_path / "depth", "--task", "depth", steps=2), "--widths", "4,8"]
+    result = runner.invoke(app, [*depth, "--export", "depth-tiny", "--export-dir", str(weights)])
     assert result.exit_code == 0, result.output
+    estimator = weights / "depth-tiny.safetensors"
+    image = args(photos, tmp_path / "image", "--json", steps=2)
+    image[image.index("exact")] = str(estimator)  # --depth-model FILE: D_b from the estimator
+    result = runner.invoke(app, [*image, *TINY])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["step"] == 2
+
+
+def test_video_task_from_the_cli(photos, tmp_path):
+    result = runner.invoke(
+        app, [*args(photos, tmp_path / "video", "--task", "video", steps=2), *TINY]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        load_checkpoint(tmp_path / "video" / "checkpoint.pt")["model"][
+            "deblur.net.conv1.0.weight"
+        ].shape[1]
+        == 15
+    )
 
 
 def test_bad_inputs_exit_1(tmp_path):

@@ -154,8 +154,9 @@ class TrainDisplay:
                     "", total=record["steps"], completed=record["step"]
                 )
         elif event == "depth_cache":
-            if record["done"] in (0, record["total"]) or not self.live:
-                self.print(f"depth maps for the cache: {record['done']}/{record['total']}")
+            done, total = record["done"], record["total"]
+            if done == total or done % max(1, total // 10) == 0:
+                self.print(f"depth maps for the cache: {done}/{total}")
         elif event == "train":
             line = _fmt_record({"steps": self.steps, **record})
             if self.progress is not None:
