@@ -3,8 +3,17 @@
     cfg = EngineConfig(weights="dgn-image", device="auto", precision="auto")
     engine = Engine(cfg)                       # loads the DGN and the depth estimator once
     depth = engine.estimate_depth(image)       # (1,3,H,W) [0,1] -> (1,1,H,W) [0,1]
-    sharp, refined = engine.restore(frames, depth, progress=cb)
-    sharp, depth, refined = engine.deblur(image)   # estimate_depth + restore
+    sharp, refined = engine.restore(frames, depth, progress=cb)   # frames (1,3F,H,W) [0,1]
+    sharp, depth, refined = engine.deblur(image)   # estimate_depth + restore (image model)
+
+    Engine(cfg, dgn=model, depth_estimator=est)   # in-memory models (training, tests); they
+                                                  # are moved to the device, channels-last
+    engine.info()        # {"device", "device_name", "precision", "weights", "depth_model", ...}
+    engine.last_run      # RunStats of the last restore: tile, tiles, oom_retries, fp32_recomputed
+    engine.auto_tile(h, w)   # the tile size restore would use now (0 = whole image)
+
+restore(..., return_depth=False) skips the refined-depth buffer (video). For the no-depth
+baseline variant, depths are None and no depth estimator is loaded unless asked for.
 
 All tensors in and out are float32 on the CPU, (B, C, H, W) with B = 1; images are RGB in
 [0, 1] (the engine converts to the network's [-1, 1] per tile), depth is normalised inverse
@@ -20,8 +29,16 @@ EngineConfig fields:
   when weights == "random").
 - device: auto | cpu | cuda | cuda:N | mps; precision: auto | fp32 | bf16 | fp16
   (see dgn_cli.devices for the rules).
-- tile: None = chosen from the memory budget (whole image when it fits), 0 = whole image,
-  N = tiles of N x N px (the size the network sees, context included).
+- tile: None = chosen from the memory budget, 0 = whole image, N = tiles of N x N px (the
+  size the network sees, context included). The budget (dgn_cli.devices.memory_budget) is
+  half the free CUDA memory, or a quarter of the available RAM (at most 8 GiB) on the CPU;
+  with bpp = dgn_bytes_per_pixel(cfg) = 8 * (8*w1 + 2*sft_chs + 3*frames + 2) bytes
+  (2600 for the default image DGN; the measured CPU fp32 peak is ~1300), the whole image is
+  run in one piece when H*W*bpp <= budget, else tile = floor(sqrt(budget / bpp)) rounded
+  down to a multiple of 32, at least max(MIN_TILE = 128, 2 * overlap).
+- kind: "image" | "video": the default weights (DEFAULT_DGN[kind]) and, for "random",
+  the number of input frames (1 | 5).
+- load_dgn: False builds a depth-only engine (`dgn depth` without --refined).
 - tile_overlap: px shared by neighbouring tiles; default 64. The outer quarter of every
   shared edge (16 px) is context only and a 32-px raised-cosine ramp blends the rest (see
   dgn_cli.tiling). Why 64: with the default DGN, the difference between a tile's output and

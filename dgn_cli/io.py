@@ -402,9 +402,9 @@ def expand_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list[
     seen: set[Path] = set()
     exclude = exclude.resolve() if exclude is not None else None
 
-    def add(path: Path, base: Path) -> None:
+    def add(path: Path, base: Path, explicit: bool = False) -> None:
         key = path.resolve()
-        if key in seen or (exclude is not None and key.is_relative_to(exclude)):
+        if key in seen or (not explicit and exclude and key.is_relative_to(exclude)):
             return
         seen.add(key)
         found.append(Found(path, base))
@@ -412,7 +412,9 @@ def expand_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list[
     for text in inputs:
         path = Path(text).expanduser()
         if path.is_file():
-            add(path, path.parent)
+            add(path, path.parent, explicit=True)
+        elif path.is_dir() and exclude and path.resolve().is_relative_to(exclude):
+            errors.append(f"{path}: this folder is inside the output folder; choose another -o")
         elif path.is_dir():
             images = sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
             if not images:

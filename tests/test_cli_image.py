@@ -204,3 +204,17 @@ def test_missing_input_and_bad_format(tmp_path, identity):
     cv2.imwrite(str(tmp_path / "in.png"), rgb())
     r = run(tmp_path / "in.png", "-o", tmp_path / "o.gif", *identity)
     assert r.exit_code == 1 and "o.gif" in r.stderr
+
+
+def test_output_folder_inside_or_equal_to_the_input_folder(tmp_path, identity):
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), rgb())
+    r = run(tmp_path / "in", "-o", tmp_path / "in", *identity)
+    assert r.exit_code == 1 and "inside the output folder" in r.stderr
+    for _ in range(2):  # a rerun does not deblur its own outputs
+        r = run(tmp_path / "in", "-o", tmp_path / "in" / "sharp", *identity, "--json")
+        assert r.exit_code == 0, r.output
+        assert [f["input"] for f in json.loads(r.stdout)["files"]] == [
+            str(tmp_path / "in" / "a.png")
+        ]
+    assert not (tmp_path / "in" / "sharp" / "sharp").exists()
