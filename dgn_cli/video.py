@@ -348,6 +348,12 @@ def deblur_video(
             f"{src}: height {info.height} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
             "use --pix-fmt yuv444p"
         )
+    if opts.start and info.duration is not None and opts.start >= info.duration:
+        raise InputError(
+            f"{src}: --start {opts.start:g} s is past the end of the video ({info.duration:g} s)"
+        )
+    if any(s.kind == "video" and "(attached pic)" not in s.details for s in info.streams):
+        notes.append(f"only the first video stream (#{info.video.index}) is processed")
     times = _frame_times(info, opts)
     if info.vfr and times is None:
         notes.append(
@@ -375,6 +381,14 @@ def deblur_video(
     decoder = writer = None
     compute_s = 0.0
     window = SlidingWindow(radius)
+    scale = 65535.0 if info.high_bit_depth else 255.0
+    keep_raw = "compare" in extra
+
+    def to_frame(arr: np.ndarray) -> _Frame:
+        """In the decoder thread: (H, W, 3) integers -> (1, 3, H, W) float32 [0, 1]."""
+        x = torch.from_numpy(arr.astype(np.float32)).div_(scale).permute(2, 0, 1)[None]
+        return _Frame(x.contiguous(), arr if keep_raw else None)
+
     try:
         decoder = FrameDecoder(
             info,
@@ -383,9 +397,9 @@ def deblur_video(
             duration=opts.duration,
             bits16=info.high_bit_depth,
             queue_size=opts.queue_size,
+            transform=to_frame,
         )
         writer = _EncoderThread(encoders, settings.bits16, opts.queue_size)
-        scale = 65535.0 if decoder.bits16 else 255.0
 
         def process(t: int) -> None:
             nonlocal compute_s
@@ -408,14 +422,14 @@ def deblur_video(
             if progress:
                 progress(t + 1, total)
 
-        for arr in decoder:
-            x = torch.from_numpy(arr.astype(np.float32)).div_(scale).permute(2, 0, 1)[None]
-            item = _Frame(x.contiguous(), arr if "compare" in extra else None)
+        for item in decoder:
             for t in window.push(item):
                 process(t)
         for t in window.finish():
             process(t)
         frames = window.count
+        if frames == 0 and opts.start:
+            raise InputError(f"{src}: no frames after --start {opts.start:g} s")
         if frames == 0:
             raise InputError(f"{src}: no video frames could be decoded (damaged or empty file)")
         if frames <= skip:

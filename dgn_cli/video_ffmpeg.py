@@ -5,7 +5,8 @@ All run the bundled ffmpeg (`video_probe.ffmpeg_exe()`) with argument lists (nev
 cleanly. Their stderr goes to a file (a pipe nobody reads could fill up and hang ffmpeg).
 
 - `FrameDecoder`: rawvideo RGB frames (H, W, 3) uint8, or uint16 for >8-bit sources, read by a
-  thread into a bounded queue, so decoding runs ahead of the model by `queue_size` frames.
+  thread into a bounded queue, so decoding runs ahead of the model by `queue_size` frames (an
+  optional `transform`, e.g. the conversion to a float tensor, runs in that thread too).
 - `SegmentEncoder`: one ffmpeg encoder per segment of frames, writing NUT files (exact time
   bases, any codec) into the work folder; a segment is renamed to its final name only when
   its encoder exited cleanly, so finished segments can be trusted by --resume.
@@ -23,7 +24,7 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -97,8 +98,10 @@ class FrameDecoder:
         duration: float | None = None,
         bits16: bool = False,
         queue_size: int = 4,
+        transform: Callable[[np.ndarray], object] | None = None,
     ):
         self.info = info
+        self.transform = transform  # run in the decoder thread (e.g. to a float tensor)
         self.bits16 = bits16
         self.dtype = np.dtype("<u2") if bits16 else np.dtype(np.uint8)
         self.frame_bytes = info.width * info.height * 3 * self.dtype.itemsize
@@ -141,6 +144,8 @@ class FrameDecoder:
                     self.partial_tail = True
                     break
                 frame = np.frombuffer(buf, self.dtype).reshape(h, w, 3)
+                if self.transform is not None:
+                    frame = self.transform(frame)
                 if not self._put(frame):
                     return
                 self.frames += 1
@@ -154,7 +159,7 @@ class FrameDecoder:
         except BaseException as e:  # handed to the consumer, raised there
             self._put(e)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator:
         import time
 
         while True:

@@ -346,3 +346,30 @@ def test_variable_frame_rate_keeps_every_timestamp(models, tmp_path):
     assert len(got) == len(want) == doc["frames"] == 48
     assert np.abs(np.array(got) - np.array(want)).max() < 1e-3
     assert any("timestamp" in n for n in doc["notes"])
+
+
+def test_rotated_phone_clip_comes_out_upright(models, tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=8)
+    rot = tmp_path / "rot.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-display_rotation", "90", "-i", str(clip), "-c", "copy"]
+        + [str(rot)],
+        check=True,
+    )
+    assert (probe(rot).width, probe(rot).height) == (48, 64)
+    out = tmp_path / "o.mp4"
+    summary(run(models, rot, out))
+    info = probe(out)
+    assert (info.width, info.height, info.rotation) == (48, 64, 0.0)
+    assert frames_of(out).shape == (8, 64, 48, 3)
+
+
+def test_audio_transcoded_only_when_the_container_refuses_it(models, tmp_path):
+    src = make_clip(tmp_path / "clip.mp4", frames=12)  # AAC audio: WebM takes only Opus/Vorbis
+    out = tmp_path / "o.webm"
+    doc = summary(run(models, src, out, "--codec", "libvpx-vp9", "--crf", "40"))
+    info = probe(out)
+    assert info.video.codec == "vp9" and [a.codec for a in info.audio] == ["opus"]
+    assert doc["audio"]["audio"] == "libopus"
+    assert any("transcoded to libopus" in n for n in doc["notes"])
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 12
