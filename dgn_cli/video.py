@@ -186,14 +186,24 @@ def _prepare_work(work: Path, manifest: dict, tracks: list[str], opts: VideoOpti
                 f"{work}: an interrupted run left finished frames here; pass --resume to "
                 "continue it or --overwrite to start over"
             )
-        if opts.resume and done:
-            notes.append("--resume: the earlier run used other options or input; starting over")
+        if opts.resume and done and not opts.overwrite:
+            old_key = (old or {}).get("key", {})
+            differ = sorted(k for k in manifest["key"] if old_key.get(k) != _jsonish(manifest, k))
+            raise OutputError(
+                f"{work}: the interrupted run differs in {', '.join(differ) or 'its manifest'}; "
+                "rerun it with the same input and options, or pass --overwrite to start over"
+            )
         shutil.rmtree(work)
     elif opts.resume:
         notes.append("--resume: no interrupted run found; starting from the first frame")
     work.mkdir(parents=True)
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return 0
+
+
+def _jsonish(manifest: dict, key: str):
+    """A manifest value as it reads back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(manifest["key"][key], default=str))
 
 
 def _to_array(img: torch.Tensor, bits16: bool) -> np.ndarray:

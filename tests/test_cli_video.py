@@ -192,13 +192,17 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(models, tmp_path, monkey
     refused = run(models, src, out, "--segment-frames", 10)
     assert refused.exit_code == 1 and "--resume" in refused.output
     monkeypatch.setattr(Engine, "restore", original)
+    # Resuming with other encoding options is refused, naming what differs.
+    other = run(models, src, out, "--segment-frames", 10, "--resume", "--crf", 30)
+    assert other.exit_code == 1 and "differs in encode" in other.stderr
     doc = summary(run(models, src, out, "--segment-frames", 10, "--resume"))
     assert doc["resumed_frames"] == 20 and doc["frames"] == 36
     assert np.array_equal(frames_of(out), frames_of(whole))
     assert leftovers(tmp_path) == []
 
 
-def test_sigint_to_a_running_process_leaves_nothing(models, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_a_running_process_leaves_nothing(models, tmp_path, sig):
     src = make_clip(tmp_path / "clip.mp4", frames=240, audio=False)
     out = tmp_path / "sharp.mp4"
     cmd = [sys.executable, "-m", "dgn_cli", "deblur-video", str(src), "-o", str(out)]
@@ -209,7 +213,7 @@ def test_sigint_to_a_running_process_leaves_nothing(models, tmp_path):
     while not (work_dir(out) / "main_000000.nut").exists() and time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     err = proc.communicate(timeout=30)[1]
     assert proc.returncode == 130, err
     assert "interrupted; nothing was written" in err

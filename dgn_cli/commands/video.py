@@ -11,6 +11,8 @@ parses options, shows the progress bar (frames, frames/s, ETA) and prints the su
 from __future__ import annotations
 
 import re
+import signal
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -217,11 +219,14 @@ def register(app: typer.Typer) -> None:
             def on_frame(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=max(total or 0, done) or None)
 
+            previous = _on_sigterm(_terminate)  # `kill` cleans up like Ctrl-C
             try:
                 result = deblur_video(engine, input, output, opts, on_frame, info=info, notes=notes)
             except KeyboardInterrupt:
                 bar.stop()
                 raise fail(_interrupted(output, opts), code=130) from None
+            finally:
+                _on_sigterm(previous)
         if as_json:
             print_json({"command": "deblur-video", **engine.info(), **result.as_dict()})
         if not quiet:
@@ -241,6 +246,17 @@ def register(app: typer.Typer) -> None:
                 f"{result.seconds:.1f} s",
                 soft_wrap=True,
             )
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler):
+    """Install a SIGTERM handler (main thread only; elsewhere Python cannot) -> the old one."""
+    if threading.current_thread() is not threading.main_thread() or handler is None:
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _interrupted(output: Path, opts: VideoOptions) -> str:
