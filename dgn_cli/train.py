@@ -330,14 +330,19 @@ def build_datasets(
     the cache).
     """
     from dgn_cli.data import datasets as data
+    from dgn_cli.data.synth import SynthConfig
 
     info = info or distributed.DistInfo()
     if cfg.data == "synth":
         photos = Path(cfg.photos)
         if not photos.is_dir():
             raise InputError(f"{photos}: no such folder of photos for --data synth; pass --photos")
+        # A training scene stands for a crop of a 1280x720 frame (as the paper's 256-px GOPRO
+        # crops do), so blur keeps its full-frame extent (2-40 px) instead of shrinking with
+        # the crop; otherwise the model never sees the blur sizes of the 1280x720 test split.
+        synth_cfg = SynthConfig(scale_with_size=False)
         train_set = data.SynthDataset(
-            photos, cfg.synth_length, frames=cfg.frames, size=cfg.crop, seed=cfg.seed
+            photos, cfg.synth_length, frames=cfg.frames, size=cfg.crop, seed=cfg.seed, cfg=synth_cfg
         )
         val_set = data.SynthDataset(
             photos,
@@ -346,6 +351,7 @@ def build_datasets(
             size=cfg.crop,
             seed=cfg.seed + VAL_SEED_OFFSET,
             augment=False,
+            cfg=synth_cfg,
         )
         return train_set, val_set
 
