@@ -38,6 +38,7 @@ evened out (the rawvideo pipe into the encoder carries no timestamps). The resul
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -345,9 +346,10 @@ def deblur_video(
     extra = {"compare": opts.compare, "depth": opts.depth}
     extra = {k: Path(v) for k, v in extra.items() if v is not None}
     _check_targets(src, [dst, *extra.values()], opts.overwrite)
-    settings = opts.encode
+    settings = dataclasses.replace(opts.encode)  # the caller's options stay as given
     if settings.color_matrix is None:
         settings.color_matrix, settings.color_range = info.color_matrix, info.color_range
+    opts = dataclasses.replace(opts, encode=settings)
     if ("420" in settings.pix_fmt or "422" in settings.pix_fmt) and info.width % 2:
         raise OutputError(
             f"{src}: width {info.width} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
@@ -442,7 +444,7 @@ def deblur_video(
             raise InputError(f"{src}: no frames after --start {opts.start:g} s")
         if frames == 0:
             raise InputError(f"{src}: no video frames could be decoded (damaged or empty file)")
-        if frames <= skip:
+        if done_segments > -(-frames // opts.segment_frames):
             # The earlier run's segments cover a longer clip than we decoded now.
             raise InputError(f"{src}: fewer frames than the run being resumed; use --overwrite")
         writer.close()

@@ -21,6 +21,7 @@ from dgn_cli.engine import Engine
 from dgn_cli.models import DGN
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 from dgn_cli.video import work_dir
+from dgn_cli.video_ffmpeg import finished_segments
 from dgn_cli.video_probe import ffmpeg_exe, probe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "video" / "bikes_12f.mp4"
@@ -377,3 +378,29 @@ def test_audio_transcoded_only_when_the_container_refuses_it(models, tmp_path):
     assert doc["audio"]["audio"] == "libopus"
     assert any("transcoded to libopus" in n for n in doc["notes"])
     assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 12
+
+
+def test_resume_after_a_crash_while_muxing_only_muxes(models, tmp_path, monkeypatch):
+    import dgn_cli.video as video
+
+    src = make_clip(tmp_path / "clip.mp4", frames=15)
+    out = tmp_path / "o.mp4"
+
+    def broken(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video, "concat_and_mux", broken)
+    assert run(models, src, out, "--segment-frames", 10).exit_code == 130
+    assert not out.exists() and finished_segments(work_dir(out), "main") == 2
+    monkeypatch.undo()
+    calls = {"n": 0}
+    original = Engine.restore
+
+    def counting(self, *a, **k):
+        calls["n"] += 1
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Engine, "restore", counting)
+    doc = summary(run(models, src, out, "--segment-frames", 10, "--resume"))
+    assert calls["n"] == 0 and doc["resumed_frames"] == doc["frames"] == 15
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 15
