@@ -34,7 +34,7 @@ def save_tiny(folder, identity: bool):
     return [
         "--weights", str(folder / f"{name}.safetensors"),
         "--depth-model", str(folder / "depth.safetensors"),
-        "--device", "cpu",
+        "--device", "cpu", "--precision", "fp32",  # (bf16 on CPU compiles kernels per shape)
     ]  # fmt: skip
 
 
