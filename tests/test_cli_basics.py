@@ -29,3 +29,12 @@ def test_python_dash_m_runs_the_same_app():
         [sys.executable, "-m", "dgn_cli", "--version"], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_error_lines_keep_square_brackets_in_file_names(capsys):
+    from dgn_cli.commands.common import err_console, fail
+
+    with err_console.capture() as captured:
+        exit_ = fail("clip [1080p].mp4: not a video")
+    assert exit_.exit_code == 1
+    assert "clip [1080p].mp4: not a video" in captured.get()
