@@ -252,9 +252,13 @@ class Engine:
 
     # ----------------------------------------------------------------- helpers
     def _autocast(self, dtype: torch.dtype):
-        if dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        """Autocast for bf16/fp16; for fp32 on CUDA, TF32 convolutions are switched off so
+        that "fp32" means IEEE fp32 (the seam bound and the fp32 recompute rely on it)."""
+        if dtype != torch.float32:
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
+        if self.device.type == "cuda":
+            return _no_tf32()
+        return contextlib.nullcontext()
 
     def _free_memory(self) -> None:
         if self.device.type == "cuda":
@@ -446,6 +450,18 @@ class Engine:
         depth = self.estimate_depth(image) if self.dgn.config.uses_depth else None
         restored, refined = self.restore(image, depth, progress)
         return restored, depth, refined
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """cuDNN convolutions in full fp32 inside the block (the global flag is restored)."""
+    cudnn = torch.backends.cudnn
+    previous = cudnn.allow_tf32
+    cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32 = previous
 
 
 def _finite(out) -> bool:
