@@ -100,6 +100,17 @@ def test_synth_dataset_items(tmp_path):
         ds[4]
 
 
+def test_synth_scene_cache_gives_identical_items(tmp_path):
+    photos = _photos(tmp_path / "photos")
+    cached = SynthDataset(photos, length=3, size=32, seed=7, cache=True)
+    plain = SynthDataset(photos, length=3, size=32, seed=7)
+    for _ in range(2):  # second pass is served from the cache
+        for i in range(3):
+            a, b = cached[i], plain[i]
+            assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(cached._cache) == 3
+
+
 def test_synth_dataset_matches_written_split(tmp_path):
     photos = _photos(tmp_path / "photos")
     ds = SynthDataset(photos, length=2, frames=1, size=24, seed=5, augment=False)

@@ -65,6 +65,8 @@ RECIPE_OPTIONS = {
     "depth_model": "depth_model",
     "seed": "seed",
     "val_count": "val_count",
+    "synth_scenes": "synth_length",
+    "cache_scenes": "synth_cache",
     "config": "model_overrides",
 }
 
@@ -225,6 +227,18 @@ def register(app: typer.Typer) -> None:
         ] = "dgn-depth-small",
         seed: Annotated[int, typer.Option("--seed")] = 0,
         val_count: Annotated[int, typer.Option("--val-count", help="validation images")] = 16,
+        synth_scenes: Annotated[
+            int,
+            typer.Option("--synth-scenes", help="--data synth: number of distinct training scenes"),
+        ] = 100_000,
+        cache_scenes: Annotated[
+            bool,
+            typer.Option(
+                "--cache-scenes",
+                help="--data synth: keep rendered scenes in memory (render each once; "
+                "use with --workers 0 and a modest --synth-scenes)",
+            ),
+        ] = False,
         resume: Annotated[
             bool, typer.Option("--resume", help="continue the run in --out exactly")
         ] = False,
@@ -250,9 +264,19 @@ def register(app: typer.Typer) -> None:
         log_every: Annotated[int, typer.Option("--log-every")] = 50,
         precision: Annotated[
             TrainPrecision,
-            typer.Option("--precision", help="auto: bf16 where the GPU/CPU runs it natively"),
+            typer.Option(
+                "--precision",
+                help="auto: bf16 on CUDA GPUs and AMX CPUs, else fp32 (bf16 forces it on any "
+                "CPU with native bf16)",
+            ),
         ] = TrainPrecision.auto,
         compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
+        channels_last: Annotated[
+            bool,
+            typer.Option(
+                "--channels-last/--no-channels-last", help="NHWC memory layout (faster on GPU/CPU)"
+            ),
+        ] = True,
         device: DeviceOpt = "auto",
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -294,6 +318,8 @@ def register(app: typer.Typer) -> None:
             "depth_model": depth_model,
             "seed": seed,
             "val_count": val_count,
+            "synth_length": synth_scenes,
+            "synth_cache": cache_scenes,
             "model_overrides": overrides,
         }
         if task == Task.depth:
@@ -318,6 +344,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             precision=precision.value,
             compile=compile,
+            channels_last=channels_last,
             workers=workers,
             ckpt_every=ckpt_every,
             val_every=val_every,

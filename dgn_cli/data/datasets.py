@@ -68,12 +68,31 @@ class SynthDataset(Dataset):
         seed: int = 0,
         augment: bool = True,
         cfg: SynthConfig | None = None,
+        cache: bool = False,
     ):
         _check_frames(frames)
         self.bank = PhotoBank(photos_dir)
         self.length, self.frames, self.size = int(length), frames, int(size)
         self.seed, self.augment = int(seed), augment
         self.cfg = cfg or SynthConfig()
+        # cache=True keeps each rendered scene (uint8 frames + depth, before augmentation) in
+        # memory, so a small scene set trained for many epochs is rendered once per process.
+        # Items stay a pure function of (seed, i): the cache only skips recomputation.
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = (
+            {} if cache else None
+        )
+
+    def _render(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        s, k = self.size, self.frames
+        out = render_sequence(self.bank, sample_seed(self.seed, i), s, s, k, self.cfg)
+        c = k // 2
+        blur = out["blur"].transpose(1, 2, 0, 3).reshape(s, s, 3 * k)  # frames in time order
+        scene = (blur, out["sharp"][c], out["depth"][c])
+        if self._cache is not None:
+            self._cache[i] = scene
+        return scene
 
     def __len__(self) -> int:
         return self.length
@@ -84,11 +103,7 @@ class SynthDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < self.length:
             raise IndexError(i)
-        s, k = self.size, self.frames
-        out = render_sequence(self.bank, sample_seed(self.seed, i), s, s, k, self.cfg)
-        c = k // 2
-        blur = out["blur"].transpose(1, 2, 0, 3).reshape(s, s, 3 * k)  # frames in time order
-        sharp, depth = out["sharp"][c], out["depth"][c]
+        blur, sharp, depth = self._render(i)
         if self.augment:
             geo = Geometric.draw(_rng(self.seed, i, 0xA06))
             blur, sharp, depth = geo(blur), geo(sharp), geo(depth)
