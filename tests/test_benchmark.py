@@ -251,7 +251,7 @@ def test_dataset_run_gives_blurry_first_and_every_ablation_row(models, gopro):
     result = invoke(
         "--weights", models["dgn"], "--depth-model", models["depth"],
         "--baseline-weights", models["baseline"], "--dataset", "gopro", "--data", str(gopro),
-        "--no-timing", "--json",
+        "--no-timing", "--size", "32x32", "--json",
     )  # fmt: skip
     doc = json.loads(result.stdout)
     names = [q["name"] for q in doc["quality"]]
@@ -291,7 +291,7 @@ def test_dataset_without_depth_or_baseline_estimates_reference_and_notes_the_ski
     result = invoke(
         "--weights", models["dgn"], "--depth-model", models["depth"],
         "--baseline-weights", str(tmp_path / "absent.safetensors"), "--dataset", "gopro",
-        "--data", str(root), "--limit", "2", "--no-timing", "--json",
+        "--data", str(root), "--limit", "2", "--no-timing", "--size", "32x32", "--json",
     )  # fmt: skip
     doc = json.loads(result.stdout)
     assert [q["name"] for q in doc["quality"]] == [
@@ -325,7 +325,19 @@ def test_synth_without_the_split_names_the_command(models, tmp_path):
         app,
         ["benchmark", "--device", "cpu", "--weights", models["dgn"], "--depth-model",
          models["depth"], "--dataset", "synth", "--data", str(tmp_path / "nosynth"),
-         "--no-timing"],
+         "--no-timing", "--size", "32x32"],
     )  # fmt: skip
     assert result.exit_code == 1
     assert f"dgn data synth {tmp_path / 'nosynth'} --photos" in " ".join(result.output.split())
+
+
+def test_tiled_timing_of_a_video_model(tmp_path, tiny_config, models):
+    torch.manual_seed(0)
+    video = save_dgn(DGN(tiny_config(frames=5)), tmp_path / "video.safetensors")
+    result = invoke(
+        "--weights", str(video), "--depth-model", models["depth"], "--size", "64x48",
+        "--runs", "1", "--warmup", "0", "--tile", "32", "--tile-overlap", "8", "--json",
+    )  # fmt: skip
+    doc = json.loads(result.stdout)
+    assert doc["frames"] == 5 and doc["tile"] == 32 and doc["tile_used"] == 32
+    assert doc["tiles"] > 1 and doc["timing_ms"]["end_to_end"]["median"] > 0
