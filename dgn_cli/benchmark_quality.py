@@ -149,7 +149,7 @@ def baseline_engine(engine: Engine, weights: str, frames: int) -> tuple[Engine |
     try:
         base = Engine(cfg)
     except CheckpointError as e:
-        return None, f"baseline checkpoint not available: {e}"
+        return None, f"baseline checkpoint not available ({e}); pass one with --baseline-weights"
     if base.dgn.config.uses_depth:
         return None, f"{weights!r} is a {base.dgn.config.variant!r} DGN, not the no-depth baseline"
     if base.dgn.config.frames != frames:
