@@ -341,3 +341,18 @@ def test_tiled_timing_of_a_video_model(tmp_path, tiny_config, models):
     doc = json.loads(result.stdout)
     assert doc["frames"] == 5 and doc["tile"] == 32 and doc["tile_used"] == 32
     assert doc["tiles"] > 1 and doc["timing_ms"]["end_to_end"]["median"] > 0
+
+
+@pytest.mark.cuda
+def test_cuda_timing_uses_events_and_max_allocated(models):
+    result = runner.invoke(
+        app,
+        ["benchmark", "--device", "cuda", "--weights", models["dgn"], "--depth-model",
+         models["depth"], "--size", "128x96", "--runs", "3", "--warmup", "1", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["device"].startswith("cuda") and doc["gpu"]
+    assert doc["peak_memory_kind"] == "cuda_max_allocated" and doc["peak_memory_mb"] > 0
+    for name in (*bench.COMPONENTS, "end_to_end"):
+        assert doc["timing_ms"][name]["median"] > 0, name
