@@ -17,7 +17,8 @@ Choices where the paper is silent (all configurable in DGNConfig):
 - `baseline`: no depth branch and no SFT; four extra residual blocks between Conv9 and
   Upconv16 (paper Sec. V-B). The paper says they make the baseline "similar in size" to DGN
   but not how wide they are: plain 128-wide blocks would leave it ~25 % smaller, so each extra
-  block widens to `baseline_extra_mid_chs` = 288 inside, which matches DGN's total to 0.1 %.
+  block widens inside to `baseline_extra_mid_chs` (default 2.25 x the bottom width: 288 for
+  widths 32/64/128), which matches DGN's total to 0.1 % (3 % at half width).
 - `concat` (Table X): the guidance is concatenated to each branch's input instead of SFT.
 """
 
@@ -51,7 +52,7 @@ class DGNConfig:
     bottom_blocks: int = 6  # Res10-15
     sft_chs: int = 32
     baseline_extra_blocks: int = 4
-    baseline_extra_mid_chs: int = 288
+    baseline_extra_mid_chs: int | None = None  # None = round(2.25 * widths[2]), size-matched
     slope: float = 0.2
     extra: dict = field(default_factory=dict)  # free-form notes (kept, never interpreted)
 
@@ -65,6 +66,8 @@ class DGNConfig:
         if len(self.widths) != 3:
             raise ValueError(f"widths needs three numbers (one per scale), got {self.widths}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.baseline_extra_mid_chs is None:
+            object.__setattr__(self, "baseline_extra_mid_chs", round(2.25 * self.widths[2]))
 
     @property
     def uses_depth(self) -> bool:
