@@ -377,16 +377,16 @@ def register(app: typer.Typer) -> None:
                 print_json(summary)
         elif show:
             if summary["interrupted"]:
-                err_console.print(
+                display.print(
                     f"interrupted: saved {summary['checkpoint']} at step {summary['step']}; "
                     "continue with the same command and --resume"
                 )
             else:
-                err_console.print(
+                display.print(
                     f"done: step {summary['step']}, loss {_num(summary['loss'])}, "
                     f"{summary['wall_time_s']:.0f} s; checkpoint {summary['checkpoint']}"
                 )
             if "export" in summary:
-                err_console.print(f"exported {summary['export']['path']}")
+                display.print(f"exported {summary['export']['path']} (registry entry added)")
         if summary["interrupted"]:
             raise typer.Exit(130)
