@@ -98,9 +98,10 @@ def build_engine(
     tile_overlap: int,
     quiet: bool,
     load_dgn: bool = True,
+    kind: str = "image",
 ) -> Engine:
-    """The engine for a command; says loudly when the weights are random, and (unless quiet)
-    which device and precision run."""
+    """The engine for a command (`kind` image or video picks the default weights); says loudly
+    when the weights are random, and (unless quiet) which device and precision run."""
     cfg = EngineConfig(
         weights=weights,
         depth_model=depth_model,
@@ -109,6 +110,7 @@ def build_engine(
         tile=tile,
         tile_overlap=tile_overlap,
         load_dgn=load_dgn,
+        kind=kind,
     )
     if cfg.weights == RANDOM:
         err_console.print(
@@ -122,6 +124,8 @@ def build_engine(
         parts = [f"{info['device_name']}", info["precision"]]
         if load_dgn:
             parts.append(f"weights {info['weights']}")
+            if kind != "image":
+                parts.append(f"{engine.dgn.config.frames}-frame window")
         if engine.uses_depth:
             parts.append(f"depth {engine.depth_estimator.name}")
         if load_dgn:

@@ -44,8 +44,8 @@ from dgn_cli.commands.common import (
     fail,
     print_json,
 )
-from dgn_cli.commands.image import TileOpt, TileOverlapOpt
-from dgn_cli.engine import DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
+from dgn_cli.commands.image import TileOpt, TileOverlapOpt, build_engine
+from dgn_cli.engine import DEFAULT_OVERLAP, Engine
 from dgn_cli.video import (
     DEFAULT_SEGMENT_FRAMES,
     VideoOptions,
@@ -99,33 +99,19 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _engine(model: VideoModel, weights, depth_model, device, precision, tile, overlap, quiet):
-    cfg = EngineConfig(
+    engine = build_engine(
         weights=weights,
         depth_model=depth_model,
         device=device,
-        precision=str(precision),
+        precision=precision,
         tile=tile,
         tile_overlap=overlap,
+        quiet=quiet,
         kind=model.value,
     )
-    if cfg.weights == RANDOM:
-        err_console.print(
-            "[bold yellow on red] WARNING [/] [bold yellow]--weights random: seeded RANDOM, "
-            "UNTRAINED networks. The output is NOT deblurred; use this only for testing.[/]"
-        )
-    engine = Engine(cfg)
-    frames = engine.dgn.config.frames
-    if model is VideoModel.video and frames == 1 and not quiet:
-        err_console.print(f"[yellow]note[/] {cfg.weights} is an image model: one frame at a time")
-    if not quiet:
-        info = engine.info()
-        tile_text = {None: "auto", 0: "whole frame"}.get(cfg.tile, f"{cfg.tile} px")
-        parts = [info["device_name"], info["precision"], f"weights {info['weights']}"]
-        parts.append(f"{frames}-frame window")
-        if engine.uses_depth:
-            parts.append(f"depth {engine.depth_estimator.name}")
-        parts.append(f"tiles {tile_text}")
-        err_console.print("[dim]dgn:[/] " + ", ".join(parts))
+    if model is VideoModel.video and engine.dgn.config.frames == 1 and not quiet:
+        name = engine.config.weights
+        err_console.print(f"[yellow]note[/] {name} is an image model: one frame at a time")
     return engine
 
 
