@@ -37,3 +37,26 @@ def tiny_config():
         return DGNConfig(**base)
 
     return make
+
+
+@pytest.fixture
+def untrained_weights(tmp_path_factory, monkeypatch):
+    """The registry as a fresh checkout without trained weights would have it: the project's
+    own entries untrained, no files in weights/. Tests of the "not trained yet" paths use this
+    so they do not depend on which checkpoints the repository ships."""
+    import json
+    import shutil
+
+    from dgn_cli import registry
+
+    shipped = registry.manifest_path()
+    folder = tmp_path_factory.mktemp("weights")
+    data = json.loads(shipped.read_text())
+    for entry in data["entries"]:
+        if entry["name"].startswith("dgn-"):
+            entry.update(status="untrained", sha256=None, size=None)
+            entry.pop("training", None)
+    (folder / shipped.name).write_text(json.dumps(data))
+    shutil.copy(shipped, folder / "manifest.shipped.json")  # for debugging only
+    monkeypatch.setattr(registry, "weights_dir", lambda: folder)
+    return folder

@@ -232,7 +232,7 @@ def test_timing_json_has_every_field(models):
 
 
 def test_random_weights_are_flagged_and_missing_default_weights_say_what_to_do(
-    monkeypatch, tmp_path
+    monkeypatch, tmp_path, untrained_weights
 ):
     monkeypatch.setenv("DGN_WEIGHTS_DIR", str(tmp_path))
     missing = runner.invoke(app, ["benchmark", "--device", "cpu", "--params-only"])

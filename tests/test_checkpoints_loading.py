@@ -109,7 +109,7 @@ def test_depth_anything_checkpoint_in_a_params_wrapper(tmp_path):
     assert estimator.kind == "depth-anything-v2"
 
 
-def test_small_depth_net_round_trip_by_path_and_by_name(tmp_path, monkeypatch):
+def test_small_depth_net_round_trip_by_path_and_by_name(tmp_path, monkeypatch, untrained_weights):
     net = SmallDepthNet(SmallDepthConfig(widths=(4, 8)))
     path = save_depth_net(net, tmp_path / "dgn-depth-small.safetensors", {"steps": 3})
     loaded = load_depth_estimator(path)
@@ -122,7 +122,7 @@ def test_small_depth_net_round_trip_by_path_and_by_name(tmp_path, monkeypatch):
     assert by_name.name == "dgn-depth-small" and by_name.net.config.widths == (4, 8)
 
 
-def test_dgn_round_trip_by_path_and_by_name(tmp_path, monkeypatch, tiny_config):
+def test_dgn_round_trip_by_path_and_by_name(tmp_path, monkeypatch, tiny_config, untrained_weights):
     model = DGN(tiny_config()).eval()
     path = save_dgn(model, tmp_path / "dgn-image.safetensors")
     assert load_dgn(path).config == model.config

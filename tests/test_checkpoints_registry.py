@@ -183,7 +183,7 @@ def test_online_downloads_at_the_pinned_revision_and_verifies(tmp_path, hub_cach
     assert calls == [REVISION] and path.read_bytes() == b"downloaded"
 
 
-def test_untrained_and_manual_entries_say_how_to_get_them(hub_cache):
+def test_untrained_and_manual_entries_say_how_to_get_them(hub_cache, untrained_weights):
     with pytest.raises(
         CheckpointError, match="not trained yet.*dgn train --export dgn-image.*--weights PATH"
     ):

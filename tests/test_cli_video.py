@@ -204,7 +204,9 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(models, tmp_path, monkey
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_to_a_running_process_leaves_nothing(models, tmp_path, sig):
-    src = make_clip(tmp_path / "clip.mp4", frames=240, audio=False)
+    # Long enough that the run cannot finish between the first segment and the signal, even
+    # when this test process is descheduled for seconds on a loaded machine.
+    src = make_clip(tmp_path / "clip.mp4", frames=960, audio=False)
     out = tmp_path / "sharp.mp4"
     cmd = [sys.executable, "-m", "dgn_cli", "deblur-video", str(src), "-o", str(out)]
     cmd += ["--weights", str(models["video"]), "--depth-model", str(models["depth"])]
