@@ -211,7 +211,14 @@ def test_signal_to_a_running_process_leaves_nothing(models, tmp_path, sig):
     cmd = [sys.executable, "-m", "dgn_cli", "deblur-video", str(src), "-o", str(out)]
     cmd += ["--weights", str(models["video"]), "--depth-model", str(models["depth"])]
     cmd += ["--device", "cpu", "--segment-frames", "8", "--quiet"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    # A shell runs background jobs with SIGINT ignored, and Python keeps an ignored SIGINT
+    # ignored; give the child the default disposition, as a terminal's Ctrl-C would find it.
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while not (work_dir(out) / "main_000000.nut").exists() and time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
