@@ -1,6 +1,6 @@
 """Depth Anything V2 Small and the MegaDepth hourglass: exact key layouts of the released
 checkpoints, and the deterministic fingerprints measured on the reference implementations
-(see ../shared/reference/README.md for the fill rule)."""
+(facts in tests/fixtures/reference; the fill rule is implemented below)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import torch
 
 from dgn_cli.models.depth import DepthAnythingV2Small, MegaDepthHourglass
 
-# The facts live beside the checkout (../shared/reference); skipped where they are not present.
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# The facts travel with the tests (tests/fixtures/reference), so these tests run in any clone.
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
 needs_reference = pytest.mark.skipif(
-    not REFERENCE.is_dir(), reason="shared/reference (public checkpoint facts) not available"
+    not REFERENCE.is_dir(), reason="tests/fixtures/reference (public checkpoint facts) missing"
 )
 
 
