@@ -1,6 +1,8 @@
 """`dgn train` from the command line: synthetic data, resume, export, and 2-process DDP (Gloo)."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -120,8 +122,16 @@ def test_two_gloo_processes_end_with_identical_weights(photos, tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "dgn_cli", *args(photos, out, "--json", steps=3), *TINY,
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # Gloo on loopback: picking another interface is a known source of aborted ranks.
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
+    for _attempt in range(2):  # one retry: a rank aborted once in ~10 full-suite runs (gloo)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, check=False, env=env
+        )
+        if proc.returncode == 0:
+            break
+        shutil.rmtree(out, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[:3000] + "\n...\n" + proc.stderr[-2000:]
     summary = json.loads(proc.stdout)  # only rank 0 prints
     assert summary["world_size"] == 2
     digests = summary["rank_digests"]
