@@ -45,7 +45,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from dgn_cli.errors import InputError, OutputError
-from dgn_cli.fsutil import atomic_path
+from dgn_cli.fsutil import write_bytes_atomic
 
 # OpenCV logs decoder complaints straight to stderr; the CLI reports bad files itself.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -311,22 +311,8 @@ def write_image(
             pixels = np.repeat(pixels[:, :, None], 3, axis=2)
         data = _encode_cv(ext, pixels, alpha, exif if meta else None, icc if meta else None,
                           quality)  # fmt: skip
-    _write_atomic(path, data)
+    write_bytes_atomic(path, data)
     return notes
-
-
-def _file_mode() -> int:
-    """Permissions a plain open() would give a new file (0o666 minus the umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # The temp file comes from mkstemp (mode 0600): give it ordinary permissions first.
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-        os.chmod(tmp, _file_mode())
 
 
 def _encode_cv(ext, pixels, alpha, exif, icc, quality) -> bytes:

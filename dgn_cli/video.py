@@ -41,7 +41,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import queue
 import shutil
 import threading
@@ -503,12 +502,6 @@ def _expected_frames(info: VideoInfo, opts: VideoOptions) -> int | None:
     return max(1, round(length * float(info.fps)))
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _frame_times(info: VideoInfo, opts: VideoOptions) -> FrameTimes | None:
     """The source times of the frames this run decodes (VFR sources only): the scanned list,
     cut to [start, start + duration) and shifted to start at 0."""
@@ -558,7 +551,6 @@ def _mux_all(work, dst, extra, tracks, frames, info, opts, times) -> dict:
                 duration=opts.duration,
                 with_audio=track != "depth",
             )
-            tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; a video is an ordinary file
             if track == "main":
                 result = r
     return result

@@ -1,7 +1,5 @@
 """Atomic writes: all or nothing, normal permissions."""
 
-import os
-
 import pytest
 
 from dgn_cli.fsutil import atomic_path, write_text_atomic
@@ -19,10 +17,12 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
     assert target.read_text() == "new"
 
 
-def test_atomic_output_gets_umask_permissions(tmp_path):
-    old = os.umask(0o022)
-    try:
-        write_text_atomic(tmp_path / "a.txt", "x")
-    finally:
-        os.umask(old)
+def test_atomic_output_gets_umask_permissions(tmp_path, monkeypatch):
+    from dgn_cli import fsutil
+
+    monkeypatch.setattr(fsutil, "_UMASK", 0o022)
+    write_text_atomic(tmp_path / "a.txt", "x")
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    monkeypatch.setattr(fsutil, "_UMASK", 0o077)
+    write_text_atomic(tmp_path / "b.txt", "x")
+    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600

@@ -34,7 +34,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -482,10 +481,6 @@ def sample_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
 def write_png(path: Path, img: np.ndarray) -> None:
     """Atomically write an RGB uint8 (H, W, 3) or a uint16/uint8 (H, W) PNG."""
     if img.ndim == 3:
@@ -493,7 +488,6 @@ def write_png(path: Path, img: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), img):
             raise OSError(f"{path}: could not write PNG")
-        tmp.chmod(0o666 & ~_UMASK)  # a dataset is shared: not the temp file's private 0600
 
 
 def depth_to_u16(depth: np.ndarray) -> np.ndarray:
