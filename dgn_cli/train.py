@@ -106,6 +106,7 @@ class TrainConfig:
     synth_length: int = 100_000  # index range of the synthetic training set
     synth_cache: bool = False  # keep rendered scenes in memory (small scene sets, many epochs)
     val_count: int = 16  # validation images
+    init: str | None = None  # weights to start from (fine-tuning): registry name or file
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -243,6 +244,23 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         )
     except (TypeError, ValueError) as e:
         raise InputError(f"bad model configuration: {e}") from e
+
+
+def load_init_weights(model: nn.Module, name_or_path: str) -> Path:
+    """Start `model` from saved weights (a registry name or a safetensors / .pth file; fine-tuning):
+    strict, so a checkpoint of another variant, width or frame count is refused with the first
+    mismatching keys. fp16 files are upcast into the fp32 parameters. Returns the file used."""
+    from dgn_cli import checkpoints
+
+    path = checkpoints.resolve_checkpoint(name_or_path)
+    state = checkpoints.load_state_dict_file(path)
+    try:
+        checkpoints.load_state_dict_strict(model, state, str(path))
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"--init: {e}; --init needs weights of the same task and widths"
+        ) from None
+    return path
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -796,6 +814,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     model = build_model(cfg).to(device)
     optimizer = build_optimizer(model, cfg)
     start_step, wall_before, last_val, last_loss = 0, 0.0, {}, math.nan
+    init_from: Path | None = None
     if payload is not None:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
@@ -805,6 +824,8 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
         last_val = dict(payload.get("val", {}))
         last_loss = float(payload.get("loss", math.nan))
         log.truncate_after(start_step)
+    elif cfg.init:
+        init_from = load_init_weights(model, cfg.init)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -873,6 +894,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
             "parameters": sum(p.numel() for p in model.parameters()),
             "train_items": len(train_set),
             "resumed": payload is not None,
+            **({"init": str(init_from)} if init_from is not None else {}),
         }
     )
 

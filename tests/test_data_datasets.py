@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -209,6 +211,18 @@ def test_augmentation_same_transform_and_noise(tmp_path):
     assert torch.equal(noisy[2]["blur"], item["blur"])  # a pure function of (seed, i, epoch)
     noisy.set_epoch(1)
     assert not torch.equal(noisy[2]["blur"], item["blur"])
+
+
+def test_noise_is_automatic_and_never_doubled_on_rendered_splits(tmp_path):
+    root = make_tree(tmp_path / "g", "gopro")
+    plain = PairedFolderDataset(root, crop=16, augment=True, seed=3)  # e.g. GOPRO: paper noise
+    diff = (plain[2]["blur"] - plain[2]["sharp"]) / 2
+    assert 0.007 < float(diff.std()) < 0.013
+    # A split written by `dgn data synth` already carries the renderer's noise.
+    (root / "train" / "synth.json").write_text(json.dumps({"config": {"noise_sigma": 0.01}}))
+    rendered = PairedFolderDataset(root, crop=16, augment=True, seed=3)
+    assert rendered.noise_sigma == 0.0
+    assert torch.equal(rendered[2]["blur"], rendered[2]["sharp"])
 
 
 def test_errors(tmp_path):

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from dgn_cli.checkpoints import load_dgn
 from dgn_cli.distributed import state_digest
+from dgn_cli.errors import CheckpointError
 from dgn_cli.train import (
     RunOptions,
     TrainConfig,
@@ -195,6 +196,25 @@ def test_export_then_load_dgn_gives_the_same_outputs(tmp_path):
     # Refuses to overwrite an export unless asked.
     with pytest.raises(Exception, match="exists"):
         train(c, run(tmp_path, "again", export="toy-dgn", export_dir=tmp_path / "weights"))
+
+
+def test_init_fine_tunes_from_exported_weights_and_refuses_another_model(tmp_path):
+    c = cfg(steps=2)
+    train(c, run(tmp_path, export="toy", export_dir=tmp_path / "weights"), datasets=data(c))
+    start = tmp_path / "weights" / "toy.safetensors"
+    # Zero steps of change would be the same weights: check the starting point through a
+    # run whose learning rate is 0 (Adam with lr 0 and no weight decay leaves them unchanged).
+    frozen = cfg(steps=1, lr=0.0, lr_final=0.0, weight_decay=0.0, init=str(start))
+    records = []
+    train(frozen, run(tmp_path, "tuned"), on_event=records.append, datasets=data(frozen))
+    assert state_digest(final_weights(tmp_path, "tuned")) == state_digest(
+        load_dgn(start).state_dict()
+    )
+    assert [r.get("init") for r in records if r["event"] == "start"] == [str(start)]
+    # Weights of another variant (the baseline has no refinement branch) are refused.
+    other = cfg(steps=1, task="baseline", init=str(start))
+    with pytest.raises(CheckpointError, match="--init"):
+        train(other, run(tmp_path, "wrong"), datasets=data(other))
 
 
 def test_bf16_autocast_on_a_cpu_that_supports_it(tmp_path):

@@ -68,6 +68,7 @@ RECIPE_OPTIONS = {
     "synth_scenes": "synth_length",
     "cache_scenes": "synth_cache",
     "config": "model_overrides",
+    "init": "init",
 }
 
 
@@ -239,6 +240,14 @@ def register(app: typer.Typer) -> None:
                 "use with --workers 0 and a modest --synth-scenes)",
             ),
         ] = False,
+        init: Annotated[
+            str | None,
+            typer.Option(
+                "--init",
+                help="start from these weights (registry name or file) and fine-tune; "
+                "same task and widths",
+            ),
+        ] = None,
         resume: Annotated[
             bool, typer.Option("--resume", help="continue the run in --out exactly")
         ] = False,
@@ -321,6 +330,7 @@ def register(app: typer.Typer) -> None:
             "synth_length": synth_scenes,
             "synth_cache": cache_scenes,
             "model_overrides": overrides,
+            "init": init,
         }
         if task == Task.depth:
             values["depth_widths"] = width_tuple

@@ -12,6 +12,7 @@ crops), so a trainer can resume bit-exactly.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,6 +115,21 @@ class SynthDataset(Dataset):
         }
 
 
+DEFAULT_NOISE_SIGMA = 0.01  # the paper's training noise, [0, 1] units
+
+
+def rendered_noise(root: Path, split: str) -> float:
+    """The noise sigma `dgn data synth` already put on the blurred frames of root/split (from
+    its synth.json), or 0.0 for any other dataset."""
+    meta = root / split / "synth.json"
+    if not meta.is_file():
+        return 0.0
+    try:
+        return float(json.loads(meta.read_text())["config"]["noise_sigma"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def reflect_index(i: int, n: int) -> int:
     """Index i reflected into [0, n) without repeating the edge (-1 -> 1, n -> n - 2)."""
     if n == 1:
@@ -129,7 +145,9 @@ class PairedFolderDataset(Dataset):
     Item i is frame t of one sequence; with frames = 5 its input is frames t-2..t+2 of that
     sequence (reflected at the ends: t = 0 uses 2, 1, 0, 1, 2). With `crop` the same random
     crop x crop window is taken from every map; with augment=True the same flips / +-90 degree
-    rotation follow, then Gaussian noise (sigma `noise_sigma`) on the blurred frames only.
+    rotation follow, then Gaussian noise (sigma `noise_sigma`) on the blurred frames only;
+    noise_sigma=None (auto) is the paper's 0.01, or 0 for a split rendered by `dgn data synth`
+    (its synth.json says the renderer already added noise; adding more would double it).
     All of it is drawn from (seed, i, epoch); call `set_epoch` each epoch. crop=None returns
     whole frames (evaluation).
 
@@ -151,13 +169,15 @@ class PairedFolderDataset(Dataset):
         seed: int = 0,
         depth_estimator: nn.Module | None = None,
         cache_dir: str | Path | None = None,
-        noise_sigma: float = 0.01,
+        noise_sigma: float | None = None,
         require_depth: bool = True,
         progress: Callable[[int, int], None] | None = None,
     ):
         _check_frames(frames)
         self.root = Path(root)
         self.split, self.frames, self.crop = split, frames, crop
+        if noise_sigma is None:
+            noise_sigma = 0.0 if rendered_noise(self.root, split) > 0 else DEFAULT_NOISE_SIGMA
         self.augment, self.seed, self.noise_sigma = augment, int(seed), noise_sigma
         self.epoch = 0
         self.layout, self.sequences = discover(self.root, split)
