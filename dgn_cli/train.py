@@ -104,7 +104,7 @@ class TrainConfig:
     depth_model: str = "dgn-depth-small"  # frozen estimator for D_b; "exact" = exact depth
     seed: int = 0
     synth_length: int = 100_000  # index range of the synthetic training set
-    synth_cache: bool = False  # keep rendered scenes in memory (small scene sets, many epochs)
+    synth_cache: bool = False  # keep rendered scenes / decoded frames in memory (many epochs)
     val_count: int = 16  # validation images
     init: str | None = None  # weights to start from (fine-tuning): registry name or file
 
@@ -405,7 +405,13 @@ def build_datasets(
 
     def make() -> tuple[Dataset, Dataset]:
         train_set = data.PairedFolderDataset(
-            root, split="train", frames=cfg.frames, crop=cfg.crop, seed=cfg.seed, **extra
+            root,
+            split="train",
+            frames=cfg.frames,
+            crop=cfg.crop,
+            seed=cfg.seed,
+            cache_frames=cfg.synth_cache,
+            **extra,
         )
         test_set = data.PairedFolderDataset(
             root, split="test", frames=cfg.frames, crop=None, augment=False, seed=cfg.seed, **extra

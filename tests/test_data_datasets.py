@@ -213,6 +213,32 @@ def test_augmentation_same_transform_and_noise(tmp_path):
     assert not torch.equal(noisy[2]["blur"], item["blur"])
 
 
+def test_frame_cache_gives_the_same_items_and_reads_each_file_once(tmp_path, monkeypatch):
+    from dgn_cli.data import datasets as ds_module
+
+    root = make_tree(tmp_path / "g", "gopro")
+    real = ds_module.read_rgb_raw
+    reads = []
+    monkeypatch.setattr(ds_module, "read_rgb_raw", lambda p: reads.append(p) or real(p))
+
+    def two_epochs(ds):
+        reads.clear()
+        items = []
+        for epoch in (0, 1):
+            ds.set_epoch(epoch)
+            items += [ds[i] for i in range(len(ds))]
+        return items, list(reads)
+
+    plain, plain_reads = two_epochs(PairedFolderDataset(root, frames=5, crop=16, seed=4))
+    cached, cached_reads = two_epochs(
+        PairedFolderDataset(root, frames=5, crop=16, seed=4, cache_frames=True)
+    )
+    for a, b in zip(plain, cached, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(set(cached_reads)) == sorted(cached_reads)  # each file decoded once
+    assert set(cached_reads) == set(plain_reads) and len(plain_reads) > len(cached_reads)
+
+
 def test_noise_is_automatic_and_never_doubled_on_rendered_splits(tmp_path):
     root = make_tree(tmp_path / "g", "gopro")
     plain = PairedFolderDataset(root, crop=16, augment=True, seed=3)  # e.g. GOPRO: paper noise

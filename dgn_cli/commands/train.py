@@ -236,8 +236,8 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--cache-scenes",
-                help="--data synth: keep rendered scenes in memory (render each once; "
-                "use with --workers 0 and a modest --synth-scenes)",
+                help="keep scenes in memory: --data synth renders each once (use with "
+                "--workers 0 and a modest --synth-scenes); a folder decodes each frame once",
             ),
         ] = False,
         init: Annotated[

@@ -34,8 +34,9 @@ from dgn_cli.data.gopro import (
     Sequence,
     discover,
     prepare_depth_cache,
-    read_depth01,
-    read_rgb01,
+    read_depth_raw,
+    read_rgb_raw,
+    to01,
 )
 from dgn_cli.data.synth import PhotoBank, SynthConfig, render_sequence, sample_seed
 from dgn_cli.errors import InputError
@@ -172,6 +173,7 @@ class PairedFolderDataset(Dataset):
         noise_sigma: float | None = None,
         require_depth: bool = True,
         progress: Callable[[int, int], None] | None = None,
+        cache_frames: bool = False,
     ):
         _check_frames(frames)
         self.root = Path(root)
@@ -180,6 +182,10 @@ class PairedFolderDataset(Dataset):
             noise_sigma = 0.0 if rendered_noise(self.root, split) > 0 else DEFAULT_NOISE_SIGMA
         self.augment, self.seed, self.noise_sigma = augment, int(seed), noise_sigma
         self.epoch = 0
+        # cache_frames keeps every decoded file (in its own 8/16-bit dtype, ~9 MB per 1280x720
+        # training frame) so later epochs crop from memory instead of decoding PNGs again;
+        # items are the same with or without it.
+        self._frames: dict[tuple[Path, bool], np.ndarray] | None = {} if cache_frames else None
         self.layout, self.sequences = discover(self.root, split)
         self.items = [(si, t) for si, seq in enumerate(self.sequences) for t in range(len(seq))]
         self.cache: DepthCache | None = None
@@ -209,6 +215,14 @@ class PairedFolderDataset(Dataset):
         seq = self.sequences[si]
         return f"{seq.name}/{seq.sharp[t].stem}" if seq.name else seq.sharp[t].stem
 
+    def _read(self, path: Path, depth: bool) -> np.ndarray:
+        if self._frames is None:
+            return read_depth_raw(path) if depth else read_rgb_raw(path)
+        key = (path, depth)
+        if key not in self._frames:
+            self._frames[key] = read_depth_raw(path) if depth else read_rgb_raw(path)
+        return self._frames[key]
+
     def _depth_path(self, seq: Sequence, t: int) -> Path | None:
         if seq.depth is not None:
             return seq.depth[t]
@@ -221,19 +235,21 @@ class PairedFolderDataset(Dataset):
         seq = self.sequences[si]
         half = self.frames // 2
         window = [reflect_index(t + o, len(seq)) for o in range(-half, half + 1)]
-        blur = np.concatenate([read_rgb01(seq.blur[j]) for j in window], axis=2)
-        maps = {"blur": blur, "sharp": read_rgb01(seq.sharp[t])}
+        # Raw 8/16-bit arrays until after the crop: only the crop is converted to float.
+        raw = {f"blur{k}": self._read(seq.blur[j], False) for k, j in enumerate(window)}
+        raw["sharp"] = self._read(seq.sharp[t], False)
         dpath = self._depth_path(seq, t)
         if dpath is not None:
-            maps["depth"] = read_depth01(dpath)[..., None]
+            raw["depth"] = self._read(dpath, True)
         if self.cache is not None:
-            maps["depth_init"] = read_depth01(self.cache.path(seq, "depth_init", t))[..., None]
-        h, w = maps["sharp"].shape[:2]
-        for key, m in maps.items():
+            raw["depth_init"] = self._read(self.cache.path(seq, "depth_init", t), True)
+        h, w = raw["sharp"].shape[:2]
+        for key, m in raw.items():
             if m.shape[:2] != (h, w):
+                name = "blur" if key.startswith("blur") else key
                 raise InputError(
-                    f"{seq.sharp[t]}: {key} is {m.shape[1]}x{m.shape[0]} but the sharp frame is "
-                    f"{w}x{h}; all frames of a sequence must have the same size"
+                    f"{seq.sharp[t]}: {name} is {m.shape[1]}x{m.shape[0]} but the sharp frame "
+                    f"is {w}x{h}; all frames of a sequence must have the same size"
                 )
 
         rng = _rng(self.seed, i, self.epoch, 0xC0)
@@ -244,7 +260,14 @@ class PairedFolderDataset(Dataset):
                     "use a smaller crop"
                 )
             y, x = random_crop_box(rng, h, w, self.crop)
-            maps = {k: m[y : y + self.crop, x : x + self.crop] for k, m in maps.items()}
+            raw = {k: m[y : y + self.crop, x : x + self.crop] for k, m in raw.items()}
+        maps = {
+            "blur": np.concatenate([to01(raw[f"blur{k}"]) for k in range(len(window))], axis=2),
+            "sharp": to01(raw["sharp"]),
+        }
+        for key in ("depth", "depth_init"):
+            if key in raw:
+                maps[key] = to01(raw[key])[..., None]
         if self.augment:
             hh, ww = maps["sharp"].shape[:2]
             geo = Geometric.draw(rng, square=hh == ww)

@@ -139,30 +139,40 @@ def discover(root: str | Path, split: str = "train") -> tuple[str, list[Sequence
 # reading
 
 
-def read_rgb01(path: Path) -> np.ndarray:
-    """Any 8/16-bit, grey/RGB/RGBA image -> (H, W, 3) float32 RGB in [0, 1]."""
+def read_rgb_raw(path: Path) -> np.ndarray:
+    """Any 8/16-bit, grey/RGB/RGBA image -> (H, W, 3) RGB in its own dtype (uint8 or uint16)."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(f"{path}: cannot read this image (missing or corrupt)")
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0
     if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_depth_raw(path: Path) -> np.ndarray:
+    """A 16-bit or 8-bit depth PNG -> (H, W) in its own dtype."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{path}: cannot read this depth map (missing or corrupt)")
+    return img[..., 0] if img.ndim == 3 else img
+
+
+def to01(img: np.ndarray) -> np.ndarray:
+    """uint16 (/ 65535) or uint8 (/ 255) -> float32 in [0, 1]."""
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
     return img.astype(np.float32) / np.float32(scale)
+
+
+def read_rgb01(path: Path) -> np.ndarray:
+    """Any 8/16-bit, grey/RGB/RGBA image -> (H, W, 3) float32 RGB in [0, 1]."""
+    return to01(read_rgb_raw(path))
 
 
 def read_depth01(path: Path) -> np.ndarray:
     """A 16-bit (value / 65535) or 8-bit (value / 255) depth PNG -> (H, W) float32 in [0, 1]."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f"{path}: cannot read this depth map (missing or corrupt)")
-    if img.ndim == 3:
-        img = img[..., 0]
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0
-    return img.astype(np.float32) / np.float32(scale)
+    return to01(read_depth_raw(path))
 
 
 # --------------------------------------------------------------------------------------------
