@@ -69,3 +69,28 @@ def test_every_adapter_is_listed():
     assert {"small", "depth-anything-v2", "megadepth"} <= set(ADAPTERS)
     with pytest.raises(ValueError, match="unknown depth estimator kind"):
         DepthEstimator(nn.Identity(), kind="nope")
+
+
+def test_small_net_input_scale_sees_a_downscaled_frame_and_answers_at_full_size():
+    from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+
+    torch.manual_seed(0)
+    net = SmallDepthNet(SmallDepthConfig(widths=(4, 8), input_scale=0.25)).eval()
+    image = torch.rand(2, 3, 37, 53)
+    with torch.no_grad():
+        depth = net(image)
+        # What it computes: the same weights on the 1/4-size frame, upsampled back.
+        small = torch.nn.functional.interpolate(image, size=(9, 13), mode="area")
+        full_res = SmallDepthNet(SmallDepthConfig(widths=(4, 8))).eval()
+        full_res.load_state_dict(net.state_dict())
+        expected = torch.nn.functional.interpolate(
+            full_res(small), size=(37, 53), mode="bilinear", align_corners=False
+        )
+    assert depth.shape == (2, 1, 37, 53) and 0 <= depth.min() and depth.max() <= 1
+    assert torch.allclose(depth, expected)
+    # Stored in the config, so a saved net keeps its scale; older configs mean 1.0.
+    cfg = SmallDepthConfig.from_json(net.config.to_json())
+    assert cfg.input_scale == 0.25
+    assert SmallDepthConfig.from_json('{"widths": [4, 8], "slope": 0.2}').input_scale == 1.0
+    with pytest.raises(ValueError, match="input_scale"):
+        SmallDepthConfig(input_scale=0.0)

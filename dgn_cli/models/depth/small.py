@@ -3,6 +3,12 @@
 A compact U-Net: four scales (widths 16/32/64/128 by default), two 3x3 convs per scale,
 bilinear upsampling with concatenated skips, sigmoid output. It predicts the project's depth
 convention directly: normalised inverse depth in [0, 1], 1 = nearest.
+
+`input_scale` < 1 makes the network look at a downscaled copy of the frame (area filter) and
+upsample its answer back (bilinear), as the public monocular estimators do at their fixed input
+size: depth is a whole-scene property, and at 1/4 scale the same receptive field sees 16x the
+area (the cue here, how far each layer smears, survives the downscale). It is part of the
+config, so training crops and inference frames are always seen at the same scale.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from torch import nn
 class SmallDepthConfig:
     widths: tuple[int, ...] = (16, 32, 64, 128)
     slope: float = 0.2
+    input_scale: float = 1.0  # the net runs on the input resized by this factor (0, 1]
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if not 0.0 < float(self.input_scale) <= 1.0:
+            raise ValueError(f"input_scale must be in (0, 1], got {self.input_scale}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -59,6 +68,15 @@ class SmallDepthNet(nn.Module):
         self.head = nn.Conv2d(widths[0], 1, 3, padding=1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        s = float(self.config.input_scale)
+        if s == 1.0:
+            return self._predict(image)
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        depth = self._predict(F.interpolate(image, size=size, mode="area"))
+        return F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)
+
+    def _predict(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
         multiple = 2 ** (len(self.down) - 1)
         pad_h, pad_w = -h % multiple, -w % multiple
