@@ -48,16 +48,23 @@ def main(real_dir: Path) -> None:
         tmp = Path(tmp)
         out = tmp / "sample.png"
         deblur(SAMPLES / "blurry.png", out)
-        blurry, sharp = cv2.imread(str(SAMPLES / "blurry.png")), cv2.imread(str(SAMPLES / "sharp.png"))
+        blurry, sharp = (
+            cv2.imread(str(SAMPLES / "blurry.png")),
+            cv2.imread(str(SAMPLES / "sharp.png")),
+        )
         restored = cv2.imread(str(out))
         save_jpg(DOCS / "before-after.jpg", cv2.imread(str(tmp / "sample.compare.png")))
         x, y, w, h = ZOOM
         crops = [im[y : y + h, x : x + w] for im in (blurry, restored, sharp)]
         gap = np.full((h, 4, 3), 255, np.uint8)
         row = np.concatenate([crops[0], gap, crops[1], gap, crops[2]], axis=1)
-        save_jpg(DOCS / "before-after-zoom.jpg", cv2.resize(row, None, fx=2, fy=2,
-                                                            interpolation=cv2.INTER_NEAREST))
-        print(f"sample: blurry {psnr(blurry, sharp):.2f} dB -> deblurred {psnr(restored, sharp):.2f} dB")
+        save_jpg(
+            DOCS / "before-after-zoom.jpg",
+            cv2.resize(row, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST),
+        )
+        print(
+            f"sample: blurry {psnr(blurry, sharp):.2f} dB -> deblurred {psnr(restored, sharp):.2f} dB"
+        )
 
         for name in REAL:
             src = real_dir / name
