@@ -62,9 +62,8 @@ def main(real_dir: Path) -> None:
             DOCS / "before-after-zoom.jpg",
             cv2.resize(row, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST),
         )
-        print(
-            f"sample: blurry {psnr(blurry, sharp):.2f} dB -> deblurred {psnr(restored, sharp):.2f} dB"
-        )
+        before, after = psnr(blurry, sharp), psnr(restored, sharp)
+        print(f"sample: blurry {before:.2f} dB -> deblurred {after:.2f} dB")
 
         for name in REAL:
             src = real_dir / name
