@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dgn_cli.metrics import psnr_np
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SAMPLES = ROOT / "weights" / "samples"
@@ -28,11 +30,6 @@ ZOOM = (0, 60, 240, 200)  # x, y, width, height of the sample's zoomed figure
 def deblur(src: Path, out: Path) -> None:
     cmd = [sys.executable, "-m", "dgn_cli", "deblur-image", str(src), "-o", str(out)]
     subprocess.run([*cmd, "--compare", "--quiet", "--overwrite"], check=True)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
 def edge_energy(img: np.ndarray) -> float:
@@ -62,7 +59,7 @@ def main(real_dir: Path) -> None:
             DOCS / "before-after-zoom.jpg",
             cv2.resize(row, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST),
         )
-        before, after = psnr(blurry, sharp), psnr(restored, sharp)
+        before, after = psnr_np(blurry, sharp), psnr_np(restored, sharp)
         print(f"sample: blurry {before:.2f} dB -> deblurred {after:.2f} dB")
 
         for name in REAL:

@@ -216,12 +216,14 @@ class PairedFolderDataset(Dataset):
         return f"{seq.name}/{seq.sharp[t].stem}" if seq.name else seq.sharp[t].stem
 
     def _read(self, path: Path, depth: bool) -> np.ndarray:
-        if self._frames is None:
-            return read_depth_raw(path) if depth else read_rgb_raw(path)
+        """One file in its own 8/16-bit dtype, from the frame cache when it is on."""
         key = (path, depth)
-        if key not in self._frames:
-            self._frames[key] = read_depth_raw(path) if depth else read_rgb_raw(path)
-        return self._frames[key]
+        if self._frames is not None and key in self._frames:
+            return self._frames[key]
+        img = read_depth_raw(path) if depth else read_rgb_raw(path)
+        if self._frames is not None:
+            self._frames[key] = img
+        return img
 
     def _depth_path(self, seq: Sequence, t: int) -> Path | None:
         if seq.depth is not None:
