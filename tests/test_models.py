@@ -41,10 +41,7 @@ def test_video_model_takes_five_frames_and_restores_the_centre(tiny_config):
 
 
 def test_residual_learning_identity_when_branch_outputs_zero(tiny_config):
-    model = DGN(tiny_config()).eval()
-    for branch in (model.refinement.net, model.deblur.net):
-        torch.nn.init.zeros_(branch.conv24.weight)
-        torch.nn.init.zeros_(branch.conv24.bias)
+    model = DGN(tiny_config()).eval()  # Conv24 starts at zero: the branches output tanh(0)
     image, depth = _inputs()
     out = model(image, depth)
     assert torch.equal(out.image, image)  # I = B + G_B, G_B = tanh(0) = 0
@@ -68,8 +65,8 @@ def test_outputs_depend_on_depth_only_when_the_variant_uses_it(tiny_config):
 def test_every_parameter_gets_a_finite_gradient(tiny_config, variant):
     torch.manual_seed(0)
     model = DGN(tiny_config(variant=variant, frames=5 if variant == "dgn" else 1))
-    # The SFT starts as an exact identity (zero gamma/beta weights), which blocks gradients to
-    # its condition convs until the first step; a small perturbation stands in for that step.
+    # Conv24 starts at zero (identity model), which blocks gradients to everything before it
+    # until the first step; a small perturbation stands in for that step.
     for p in model.parameters():
         p.data.add_(torch.randn_like(p) * 0.01)
     frames, depth = _inputs(frames=model.config.frames, h=16, w=20)
@@ -86,7 +83,9 @@ def test_sft_is_gamma_times_features_plus_beta():
     torch.manual_seed(0)
     sft = SFTLayer(guide_chs=1, feat_chs=4, cond_chs=3)
     feats, guide = torch.randn(1, 4, 8, 8), torch.rand(1, 1, 8, 8)
-    assert torch.equal(sft(feats, guide), feats)  # identity at initialisation
+    # Near the identity at initialisation (small gamma/beta weights, so the condition convs
+    # get a gradient from the first step).
+    assert (sft(feats, guide) - feats).abs().max() < 0.1 * feats.abs().max()
     for p in sft.parameters():
         p.data.normal_(0, 0.3)
     phi = sft.condition(guide)

@@ -55,8 +55,9 @@ class SynthDataset(Dataset):
     """Depth-aware synthetic blur rendered on the fly at size x size.
 
     Item i renders sequence `sample_seed(seed, i)` (the same scene `dgn data synth --seed seed`
-    writes as sequence i), so it is a pure function of (seed, i) and never of the epoch.
-    With augment=True it applies the same flips / +-90 degree rotation to blur, sharp and depth.
+    writes as sequence i). With augment=True it applies the same flips / +-90 degree rotation
+    to blur, sharp and depth, drawn from (seed, i, epoch): a cached scene is seen with another
+    augmentation every epoch. `size` is a side (square scenes) or (width, height).
     No extra noise is added: the renderer already put Gaussian noise (cfg.noise_sigma, 0.01 by
     default) on the blurred frames, and adding it again would double it.
     """
@@ -66,7 +67,7 @@ class SynthDataset(Dataset):
         photos_dir: str | Path,
         length: int,
         frames: int = 1,
-        size: int = 256,
+        size: int | tuple[int, int] = 256,
         seed: int = 0,
         augment: bool = True,
         cfg: SynthConfig | None = None,
@@ -74,8 +75,9 @@ class SynthDataset(Dataset):
     ):
         _check_frames(frames)
         self.bank = PhotoBank(photos_dir)
-        self.length, self.frames, self.size = int(length), frames, int(size)
-        self.seed, self.augment = int(seed), augment
+        self.length, self.frames = int(length), frames
+        self.width, self.height = (size, size) if isinstance(size, int) else map(int, size)
+        self.seed, self.augment, self.epoch = int(seed), augment, 0
         self.cfg = cfg or SynthConfig()
         # cache=True keeps each rendered scene (uint8 frames + depth, before augmentation) in
         # memory, so a small scene set trained for many epochs is rendered once per process.
@@ -87,10 +89,10 @@ class SynthDataset(Dataset):
     def _render(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        s, k = self.size, self.frames
-        out = render_sequence(self.bank, sample_seed(self.seed, i), s, s, k, self.cfg)
+        w, h, k = self.width, self.height, self.frames
+        out = render_sequence(self.bank, sample_seed(self.seed, i), w, h, k, self.cfg)
         c = k // 2
-        blur = out["blur"].transpose(1, 2, 0, 3).reshape(s, s, 3 * k)  # frames in time order
+        blur = out["blur"].transpose(1, 2, 0, 3).reshape(h, w, 3 * k)  # frames in time order
         scene = (blur, out["sharp"][c], out["depth"][c])
         if self._cache is not None:
             self._cache[i] = scene
@@ -100,14 +102,17 @@ class SynthDataset(Dataset):
         return self.length
 
     def set_epoch(self, epoch: int) -> None:
-        """Accepted for symmetry with PairedFolderDataset; items do not depend on the epoch."""
+        """The scenes stay; their augmentation changes with the epoch."""
+        self.epoch = int(epoch)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < self.length:
             raise IndexError(i)
         blur, sharp, depth = self._render(i)
         if self.augment:
-            geo = Geometric.draw(_rng(self.seed, i, 0xA06))
+            geo = Geometric.draw(
+                _rng(self.seed, i, self.epoch, 0xA06), square=self.width == self.height
+            )
             blur, sharp, depth = geo(blur), geo(sharp), geo(depth)
         return {
             "blur": to_tensor_pm1(blur.astype(np.float32) / 255.0),

@@ -58,9 +58,12 @@ class SFTLayer(nn.Module):
     (B, cond_chs, H, W); two separate convs turn phi into gamma and beta (B, feat_chs, H, W).
 
     Choices where the paper is silent: 3x3 convs, leaky ReLU 0.2 between the three condition
-    convs, `cond_chs` = 32 by default. The gamma conv starts with zero weights and bias 1 (and
-    the beta conv at zero), so an untrained layer is the identity and training starts from the
-    plain encoder-decoder instead of from randomly scaled features.
+    convs, `cond_chs` = 32 by default. The gamma conv starts with bias 1 and the beta conv with
+    bias 0, both with SMALL random weights (`init_scale` x the default initialisation), so an
+    untrained layer is close to the identity (training starts from the plain encoder-decoder)
+    while its condition convs get a gradient from the first step. Exactly-zero gamma/beta
+    weights would block that gradient (d out / d phi = W), and the condition convs would never
+    learn: the depth path of the first shipped weights died that way.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class SFTLayer(nn.Module):
         cond_chs: int = 32,
         kernel_size: int = 3,
         slope: float = 0.2,
+        init_scale: float = 0.1,
     ):
         super().__init__()
         self.condition = nn.Sequential(
@@ -79,9 +83,10 @@ class SFTLayer(nn.Module):
         )
         self.to_gamma = conv(cond_chs, feat_chs, kernel_size)
         self.to_beta = conv(cond_chs, feat_chs, kernel_size)
-        nn.init.zeros_(self.to_gamma.weight)
+        with torch.no_grad():
+            self.to_gamma.weight.mul_(init_scale)
+            self.to_beta.weight.mul_(init_scale)
         nn.init.ones_(self.to_gamma.bias)
-        nn.init.zeros_(self.to_beta.weight)
         nn.init.zeros_(self.to_beta.bias)
 
     def forward(self, features: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
