@@ -98,8 +98,8 @@ def test_training_stops_loudly_on_mostly_zero_weights(tmp_path):
     first = train(c, run(tmp_path, name="a", export="w", export_dir=tmp_path), datasets=data(c))
     assert first["step"] == 4
     # Weights that are mostly zeros (like the first shipped ones) are refused as a start point.
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     path = tmp_path / "w.safetensors"
     with safe_open(str(path), "pt") as f:
