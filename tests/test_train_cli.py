@@ -69,8 +69,9 @@ def test_train_synth_resume_and_export(photos, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["step"] == 5
     model = load_dgn(weights / "tiny.safetensors")
-    state = load_checkpoint(out / "checkpoint.pt")["model"]
-    assert state_digest(model.state_dict()) == state_digest(state)
+    payload = load_checkpoint(out / "checkpoint.pt")
+    state = payload["ema"]["weights"] if "ema" in payload else payload["model"]
+    assert state_digest(model.state_dict()) == state_digest(state)  # the EMA is exported
     x = torch.rand(1, 3, 20, 20) * 2 - 1
     assert model(x, torch.rand(1, 1, 20, 20)).image.shape == (1, 3, 20, 20)
     entry = json.loads((weights / "manifest.json").read_text())["entries"][0]

@@ -104,6 +104,21 @@ def synth(
         bool,
         typer.Option("--preview", help="also write OUT/preview-SPLIT.png (blurred|sharp|depth)"),
     ] = False,
+    camera: Annotated[
+        str,
+        typer.Option(
+            "--camera",
+            help="camera statistics: handheld (blur over the whole frame, GOPRO-like) or "
+            "lateral (the first renderer's: mostly sharp far field)",
+        ),
+    ] = "handheld",
+    stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats",
+            help="print the blur-extent distribution and the identity PSNR per depth third",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -112,8 +127,10 @@ def synth(
     Deterministic: the same photos, split, count, size, seed and frames give the same bytes.
     `dgn data synth OUT --photos DIR --split test` regenerates the benchmark's test split.
     """
-    from dgn_cli.data.synth import SPLIT_DEFAULTS, PhotoBank, write_split
+    from dgn_cli.data.synth import SPLIT_DEFAULTS, PhotoBank, camera_config, write_split
+    from dgn_cli.data.synth_stats import split_stats
 
+    cfg = camera_config(camera)
     defaults = SPLIT_DEFAULTS[split.value]
     width, height = _parse_size(size) if size else (defaults["width"], defaults["height"])
     count = count if count is not None else defaults["count"]
@@ -124,12 +141,15 @@ def synth(
         task = prog.add_task(f"rendering {split.value} {width}x{height}", total=count)
         result = write_split(
             out, bank, split.value, count, width, height, seed, frames,
-            progress=lambda done, total: prog.update(task, completed=done),
+            progress=lambda done, total: prog.update(task, completed=done), cfg=cfg,
         )  # fmt: skip
     seconds = time.perf_counter() - start
+    split_stats_ = split_stats(out, split.value, limit=STATS_FRAMES)
+    record_stats(out / split.value / "synth.json", split_stats_)
     summary = {
         **result, "split": split.value, "count": count, "width": width, "height": height,
         "seed": seed, "frames": frames, "photos": len(bank), "seconds": round(seconds, 2),
+        "camera": camera, "stats": split_stats_,
     }  # fmt: skip
     if preview:
         summary["preview"] = str(write_preview(out, split.value, min(count, 4), frames))
@@ -142,6 +162,44 @@ def synth(
         )
         if preview:
             err_console.print(f"preview: {summary['preview']}")
+        if stats:
+            for line in format_stats(split_stats_):
+                print(line)
+
+
+STATS_FRAMES = 200  # frames the split statistics look at (all of a test split)
+
+
+def record_stats(meta_path: Path, stats: dict) -> None:
+    """Add the split statistics to its synth.json (the render settings stay as they were)."""
+    import json
+
+    from dgn_cli.fsutil import write_text_atomic
+
+    meta = json.loads(meta_path.read_text())
+    meta["stats"] = stats
+    write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
+
+
+def format_stats(stats: dict) -> list[str]:
+    """Plain lines for --stats: identity PSNR per depth third, then blur-extent percentiles."""
+
+    def db(v):
+        return "-" if v is None else f"{v:.2f} dB"
+
+    p = stats["identity_psnr"]
+    lines = [
+        f"blurry input vs sharp ({stats['frames']} frames): {db(p['all'])} "
+        f"(near {db(p['near'])}, middle {db(p['middle'])}, far {db(p['far'])})"
+    ]
+    if "extent_px" in stats:
+        e = stats["extent_px"]
+        pct = ", ".join(f"{k} {v:.1f}" for k, v in e.items() if k.startswith("p"))
+        lines.append(
+            f"per-pixel blur extent (px): {pct}, max {e['max']:.1f}; "
+            f"{e['fraction_under_2px']:.0%} of pixels under 2 px"
+        )
+    return lines
 
 
 def write_preview(out: Path, split: str, rows: int, frames: int) -> Path:

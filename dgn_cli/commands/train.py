@@ -41,6 +41,11 @@ class TrainPrecision(StrEnum):
     bf16 = "bf16"
 
 
+class Recipe(StrEnum):
+    fast = "fast"
+    paper = "paper"
+
+
 class ExportDtype(StrEnum):
     fp32 = "fp32"
     fp16 = "fp16"
@@ -69,6 +74,13 @@ RECIPE_OPTIONS = {
     "cache_scenes": "synth_cache",
     "config": "model_overrides",
     "init": "init",
+    "recipe": "recipe",
+    "loss": "loss",
+    "lambda_fft": "lambda_fft",
+    "schedule": "schedule",
+    "warmup": "warmup",
+    "ema": "ema",
+    "crop_bias": "crop_bias",
 }
 
 
@@ -198,14 +210,54 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[
             int, typer.Option("--batch-size", help="per process (x GPUs under torchrun)")
         ] = 4,
-        crop: Annotated[int, typer.Option("--crop", help="training crop size")] = 256,
-        lr: Annotated[float, typer.Option("--lr", help="learning rate, first half")] = 1e-4,
+        recipe: Annotated[
+            Recipe,
+            typer.Option(
+                "--recipe",
+                help="fast: AdamW, lr 1e-3, warm-up + cosine, Charbonnier + FFT-L1, EMA, "
+                "192-px crops towards blur, degraded exact depth as D_b; paper: Sec. V-A. "
+                "Options given here override the recipe's values",
+            ),
+        ] = Recipe.fast,
+        crop: Annotated[
+            int | None, typer.Option("--crop", help="training crop size [fast 192, paper 256]")
+        ] = None,
+        lr: Annotated[
+            float | None, typer.Option("--lr", help="peak learning rate [fast 1e-3, paper 1e-4]")
+        ] = None,
         lr_final: Annotated[float, typer.Option("--lr-final", help="lr at the last step")] = 1e-6,
-        weight_decay: Annotated[float, typer.Option("--weight-decay")] = 1e-4,
+        weight_decay: Annotated[
+            float, typer.Option("--weight-decay", help="decoupled (AdamW), conv weights only")
+        ] = 1e-4,
         lambda_c: Annotated[float, typer.Option("--lambda-c", help="content loss weight")] = 1.0,
         lambda_p: Annotated[
-            float, typer.Option("--lambda-p", help="perceptual (VGG-19 conv3_3) weight; 0 = off")
-        ] = 0.01,
+            float | None,
+            typer.Option(
+                "--lambda-p",
+                help="perceptual (VGG-19 conv3_3) weight; 0 = off [fast 0, paper 0.01]",
+            ),
+        ] = None,
+        loss: Annotated[
+            str | None, typer.Option("--loss", help="content loss: mse | charbonnier")
+        ] = None,
+        lambda_fft: Annotated[
+            float | None, typer.Option("--lambda-fft", help="frequency-domain L1 weight")
+        ] = None,
+        schedule: Annotated[
+            str | None, typer.Option("--schedule", help="paper (Eq. 10) | cosine (with warm-up)")
+        ] = None,
+        warmup: Annotated[
+            float | None, typer.Option("--warmup", help="cosine: warm-up, fraction of the steps")
+        ] = None,
+        ema: Annotated[
+            float | None, typer.Option("--ema", help="EMA decay of the exported weights (0 = off)")
+        ] = None,
+        crop_bias: Annotated[
+            float | None,
+            typer.Option(
+                "--crop-bias", help="sample crops towards blur (extent maps); 0 = uniform"
+            ),
+        ] = None,
         lambda_d: Annotated[float, typer.Option("--lambda-d", help="depth loss weight")] = 1.0,
         lambda_grad: Annotated[
             float, typer.Option("--lambda-grad", help="depth task: gradient-matching weight")
@@ -221,11 +273,13 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--photos", help="photos for --data synth")
         ] = "data/photos",
         depth_model: Annotated[
-            str,
+            str | None,
             typer.Option(
-                "--depth-model", help="frozen estimator for the initial depth, or 'exact'"
+                "--depth-model",
+                help="frozen estimator for the initial depth D_b, 'exact', or 'degraded' (exact "
+                "depth with an estimator's errors) [fast degraded, paper dgn-depth-small]",
             ),
-        ] = "dgn-depth-small",
+        ] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         val_count: Annotated[int, typer.Option("--val-count", help="validation images")] = 16,
         synth_scenes: Annotated[
@@ -292,16 +346,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a DGN (image, video, baseline, concat) or the small depth estimator.
 
-        Paper recipe by default (Adam 0.9/0.99, wd 1e-4, lr 1e-4 for half the steps then
-        linear to 1e-6, batch 4, 256 crops, losses 1 / 0.01 / 1). Ctrl-C saves and exits 130;
-        rerun with --resume to continue exactly.
+        --recipe fast by default (see --recipe); --recipe paper is Sec. V-A (lr 1e-4 for half
+        the steps then linear to 1e-6, batch 4, 256 crops, losses 1 / 0.01 / 1), with decoupled
+        weight decay. Ctrl-C saves and exits 130; rerun with --resume to continue exactly.
         """
         from dgn_cli import train as training
 
         for name, value in (
             ("steps", steps),
             ("batch_size", batch_size),
-            ("crop", crop),
+            ("crop", crop or 1),
             ("ckpt_every", ckpt_every),
             ("log_every", log_every),
         ):
@@ -325,6 +379,13 @@ def register(app: typer.Typer) -> None:
             "lambda_d": lambda_d,
             "lambda_grad": lambda_grad,
             "depth_model": depth_model,
+            "loss": loss,
+            "lambda_fft": lambda_fft,
+            "schedule": schedule,
+            "warmup": warmup,
+            "ema": ema,
+            "crop_bias": crop_bias,
+            "recipe": recipe.value,
             "seed": seed,
             "val_count": val_count,
             "synth_length": synth_scenes,
@@ -336,7 +397,11 @@ def register(app: typer.Typer) -> None:
             values["depth_widths"] = width_tuple
         else:
             values["widths"] = width_tuple
-        cfg = training.TrainConfig(**values)
+        values = {k: v for k, v in values.items() if v is not None}  # None: the recipe's
+        if task == Task.depth:
+            # The depth estimator trains on exact depth; D_b options do not apply to it.
+            values.setdefault("depth_model", "dgn-depth-small")
+        cfg = training.recipe_config(recipe.value, **values)
 
         # On --resume only the options given again are compared with the stored recipe.
         explicit: dict[str, Any] = {}
@@ -346,7 +411,7 @@ def register(app: typer.Typer) -> None:
                     if option == "widths":
                         key = "depth_widths" if task == Task.depth else "widths"
                         explicit[key] = width_tuple
-                    else:
+                    elif field_name in values:
                         explicit[field_name] = values[field_name]
 
         run = training.RunOptions(

@@ -38,7 +38,13 @@ from dgn_cli.data.gopro import (
     read_rgb_raw,
     to01,
 )
-from dgn_cli.data.synth import PhotoBank, SynthConfig, render_sequence, sample_seed
+from dgn_cli.data.synth import (
+    EXTENT_SCALE,
+    PhotoBank,
+    SynthConfig,
+    render_sequence,
+    sample_seed,
+)
 from dgn_cli.errors import InputError
 
 
@@ -122,6 +128,8 @@ class SynthDataset(Dataset):
 
 
 DEFAULT_NOISE_SIGMA = 0.01  # the paper's training noise, [0, 1] units
+CROP_CANDIDATES = 8  # blur-weighted crops: boxes drawn per item, one kept
+CROP_SCORE_STRIDE = 8  # ... each scored on every 8th pixel of its extent map
 
 
 def rendered_noise(root: Path, split: str) -> float:
@@ -179,9 +187,11 @@ class PairedFolderDataset(Dataset):
         require_depth: bool = True,
         progress: Callable[[int, int], None] | None = None,
         cache_frames: bool = False,
+        crop_bias: float = 0.0,
     ):
         _check_frames(frames)
         self.root = Path(root)
+        self.crop_bias = float(crop_bias)
         self.split, self.frames, self.crop = split, frames, crop
         if noise_sigma is None:
             noise_sigma = 0.0 if rendered_noise(self.root, split) > 0 else DEFAULT_NOISE_SIGMA
@@ -230,6 +240,24 @@ class PairedFolderDataset(Dataset):
             self._frames[key] = img
         return img
 
+    def _crop_box(self, rng: np.random.Generator, seq: Sequence, t: int, h: int, w: int):
+        """Top-left (y, x) of the training crop. Uniform, unless crop_bias > 0 and the frame
+        has a blur-extent map (extent/, written by `dgn data synth`): then CROP_CANDIDATES
+        uniform boxes are drawn and one is picked with probability proportional to
+        (1 + mean blur extent in px) ** crop_bias, so crops land where the blur is (most
+        pixels of a frame can be nearly sharp)."""
+        extent_path = seq.sharp[t].parent.parent / "extent" / seq.sharp[t].name
+        if self.crop_bias <= 0 or not extent_path.is_file():
+            return random_crop_box(rng, h, w, self.crop)
+        extent = self._read(extent_path, True)
+        boxes = [random_crop_box(rng, h, w, self.crop) for _ in range(CROP_CANDIDATES)]
+        c, s = self.crop, CROP_SCORE_STRIDE
+        means = np.array(
+            [extent[y : y + c : s, x : x + c : s].mean() / EXTENT_SCALE for y, x in boxes]
+        )
+        weights = (1.0 + means) ** self.crop_bias
+        return boxes[int(rng.choice(len(boxes), p=weights / weights.sum()))]
+
     def _depth_path(self, seq: Sequence, t: int) -> Path | None:
         if seq.depth is not None:
             return seq.depth[t]
@@ -266,7 +294,7 @@ class PairedFolderDataset(Dataset):
                     f"{seq.sharp[t]}: frame is {w}x{h}, smaller than the {self.crop}px crop; "
                     "use a smaller crop"
                 )
-            y, x = random_crop_box(rng, h, w, self.crop)
+            y, x = self._crop_box(rng, seq, t, h, w)
             raw = {k: m[y : y + self.crop, x : x + self.crop] for k, m in raw.items()}
         maps = {
             "blur": np.concatenate([to01(raw[f"blur{k}"]) for k in range(len(window))], axis=2),

@@ -87,6 +87,31 @@ class SynthConfig:
         return dataclasses.asdict(self)
 
 
+# Named camera statistics. "lateral" is the first renderer's (the original benchmark split): a
+# sideways translation that blurs the nearest object 2-40 px while the far backdrop (inverse
+# depth <= 0.12) stays nearly sharp, so ~70 % of pixels had under 2 px of blur. "handheld" is
+# GOPRO-like: the far field sits at 15-45 % of the nearest object's inverse depth and the
+# camera rotates by up to 16 px at the corners, so blur covers the whole frame (median a few
+# pixels at 1280x720, tail to ~40 px) while far layers still blur less than near ones.
+CAMERAS = {
+    "lateral": SynthConfig(),
+    "handheld": SynthConfig(
+        extent_px=(6.0, 42.0),
+        backdrop_depth=(0.15, 0.45),
+        object_depth=(0.35, 1.0),
+        rotation_px=(2.0, 16.0),
+    ),
+}
+DEFAULT_CAMERA = "handheld"
+
+
+def camera_config(name: str, **overrides) -> SynthConfig:
+    """A copy of the named camera's SynthConfig with `overrides` applied."""
+    if name not in CAMERAS:
+        raise InputError(f"unknown camera {name!r}; choose one of {', '.join(CAMERAS)}")
+    return dataclasses.replace(CAMERAS[name], **overrides)
+
+
 # --------------------------------------------------------------------------------------------
 # colour
 
@@ -423,6 +448,51 @@ def _build_scene(bank, rng, cfg: SynthConfig, width, height, traj, taus, scale) 
     return layers
 
 
+def _path_length_grid(layer: Layer, traj, taus, mid_tau, centre, xs, ys) -> np.ndarray:
+    """Path length (pixels) over the sub-frame times `taus` of the surface point of `layer`
+    seen at frame position (xs, ys) at time `mid_tau`. The maps are affine, so the motion of
+    each point is exact: p(tau) = M(tau) M(mid)^-1 p. xs, ys: grids of frame coordinates."""
+    mid = _layer_affine(layer, traj, float(mid_tau), centre)
+    a_inv = np.linalg.inv(mid[:, :2])
+    pts = np.stack([xs.ravel() - mid[0, 2], ys.ravel() - mid[1, 2]])  # (2, N)
+    src = a_inv @ pts  # patch coordinates
+    total = np.zeros(src.shape[1])
+    prev = None
+    for tau in taus:
+        m = _layer_affine(layer, traj, float(tau), centre)
+        cur = m[:, :2] @ src + m[:, 2:3]
+        if prev is not None:
+            total += np.linalg.norm(cur - prev, axis=0)
+        prev = cur
+    return total.reshape(xs.shape)
+
+
+def blur_extent_map(layers, traj, taus, mid_tau, centre, width, height, step=8) -> np.ndarray:
+    """(H, W) float32: per-pixel blur extent of one frame, the path length in pixels during its
+    exposure of the surface point visible at that pixel in the sharp (centre sub-frame) image.
+    Layers are composited with their centre-time alpha in painter's order; each layer's path
+    length is exact on a grid every `step` pixels and bilinear in between (it is smooth)."""
+    gx = np.arange(0, width + step, step, dtype=np.float64)
+    gy = np.arange(0, height + step, step, dtype=np.float64)
+    xs, ys = np.meshgrid(gx, gy)
+    extent = np.zeros((height, width), np.float32)
+    for layer in layers:
+        grid = _path_length_grid(layer, traj, taus, mid_tau, centre, xs, ys).astype(np.float32)
+        dense = cv2.resize(grid, (len(gx) * step, len(gy) * step), interpolation=cv2.INTER_LINEAR)[
+            :height, :width
+        ]
+        if layer.backdrop:
+            extent[...] = dense
+            continue
+        m = _layer_affine(layer, traj, float(mid_tau), centre)
+        alpha = cv2.warpAffine(
+            np.ascontiguousarray(layer.patch[..., 3]), m, (width, height),
+            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        )  # fmt: skip
+        extent += alpha * (dense - extent)
+    return extent
+
+
 def render_sequence(
     bank: PhotoBank,
     seed: int,
@@ -435,8 +505,10 @@ def render_sequence(
 
     Returns numpy arrays: "blur" uint8 (K, H, W, 3) RGB, "sharp" uint8 (K, H, W, 3) (centre
     sub-frame), "depth" float32 (K, H, W) in [0, 1] (normalised inverse depth of each sharp
-    frame, 1 = nearest, min-max over the sequence), and scalars "extent_px" (path of the nearest
-    object over one exposure, pixels) and "subframes" (N).
+    frame, 1 = nearest, min-max over the sequence), "extent" float32 (K, H, W) (per-pixel blur
+    extent in pixels, see blur_extent_map), and scalars "extent_px" (path of the nearest object
+    over one exposure, pixels) and "subframes" (N). The extent maps are computed after all
+    random draws, so they never change the other arrays.
     """
     cfg = cfg or SynthConfig()
     if frames < 1 or width < 8 or height < 8:
@@ -469,7 +541,16 @@ def render_sequence(
         blur[k] = to_u8(blurred)
     lo, hi = float(depth.min()), float(depth.max())
     depth = ((depth - lo) / max(hi - lo, 1e-6)).clip(0.0, 1.0).astype(np.float32)
-    return {"blur": blur, "sharp": sharp, "depth": depth, "extent_px": extent, "subframes": n_sub}
+    extent_maps = np.stack(
+        [
+            blur_extent_map(layers, traj, taus[k], taus[k][(n_sub - 1) // 2], centre, width, height)
+            for k in range(frames)
+        ]
+    )
+    return {
+        "blur": blur, "sharp": sharp, "depth": depth, "extent": extent_maps,
+        "extent_px": extent, "subframes": n_sub,
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,6 +575,17 @@ def depth_to_u16(depth: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(depth * 65535.0), 0, 65535).astype(np.uint16)
 
 
+EXTENT_SCALE = 100.0  # extent/ PNGs store pixels x 100 in 16 bits (0.01 px steps, up to 655 px)
+
+
+def extent_to_u16(extent_px: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(extent_px * EXTENT_SCALE), 0, 65535).astype(np.uint16)
+
+
+def extent_from_u16(raw: np.ndarray) -> np.ndarray:
+    return raw.astype(np.float32) / np.float32(EXTENT_SCALE)
+
+
 def write_split(
     out_root: str | Path,
     bank: PhotoBank,
@@ -507,11 +599,13 @@ def write_split(
     cfg: SynthConfig | None = None,
 ) -> dict:
     """Render `count` sequences of `frames` frames into GOPRO layout:
-    OUT/{split}/SEQ/{blur,sharp,depth}/NNNNNN.png (SEQ = 6-digit sequence index; depth is a
-    16-bit PNG of value * 65535). Sequence i uses `sample_seed(seed, i)`. Every file is written
-    atomically; sequences whose files all exist are skipped, so an interrupted run resumes (or a
-    larger count extends the split). A split made with other settings (seed, size, frames,
-    config, photos) raises OutputError rather than mixing scenes.
+    OUT/{split}/SEQ/{blur,sharp,depth,extent}/NNNNNN.png (SEQ = 6-digit sequence index; depth
+    is a 16-bit PNG of value * 65535, extent the per-pixel blur extent as a 16-bit PNG of
+    pixels * 100, used to sample training crops where the blur is). Sequence i uses
+    `sample_seed(seed, i)`. Every file is written atomically; sequences whose files all exist
+    are skipped, so an interrupted run resumes (or a larger count extends the split). A split
+    made with other settings (seed, size, frames, config, photos) raises OutputError rather
+    than mixing scenes.
     Returns {"rendered": n, "skipped": n, "dir": path}."""
     cfg = cfg or SynthConfig()
     split_dir = Path(out_root) / split
@@ -538,7 +632,7 @@ def write_split(
     for i in range(count):
         seq = split_dir / f"{i:06d}"
         names = [f"{k:06d}.png" for k in range(frames)]
-        targets = [seq / sub / n for sub in ("blur", "sharp", "depth") for n in names]
+        targets = [seq / sub / n for sub in ("blur", "sharp", "depth", "extent") for n in names]
         if all(t.exists() for t in targets):
             skipped += 1
         else:
@@ -550,6 +644,8 @@ def write_split(
                     write_png(seq / "sharp" / n, out["sharp"][k])
                 if not (seq / "depth" / n).exists():
                     write_png(seq / "depth" / n, depth_to_u16(out["depth"][k]))
+                if not (seq / "extent" / n).exists():
+                    write_png(seq / "extent" / n, extent_to_u16(out["extent"][k]))
             rendered += 1
         if progress is not None:
             progress(i + 1, count)
