@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -86,6 +86,7 @@ class Picture:
     exif: bytes | None = None
     icc: bytes | None = None
     orientation: int = 1  # the EXIF orientation that was applied
+    notes: list[str] = field(default_factory=list)  # e.g. "animated: first frame only"
 
     @property
     def height(self) -> int:

@@ -122,7 +122,8 @@ def register(app: typer.Typer) -> None:
             if refined:
                 _, d = engine.restore(x, d, progress=prog.on_tile)
             del x
-            write_depth16(job.dst, d)
+            if job.wants(job.dst):
+                write_depth16(job.dst, d)
             result: dict[str, Any] = {
                 "width": d.shape[-1],
                 "height": d.shape[-2],
@@ -133,7 +134,8 @@ def register(app: typer.Typer) -> None:
             }
             if cmap != "none":
                 color = extras(job.dst)[0]
-                io.write_image(color, colorize(d[0, 0].numpy(), cmap))
+                if job.wants(color):
+                    io.write_image(color, colorize(d[0, 0].numpy(), cmap))
                 result["color"] = str(color)
             return result
 
