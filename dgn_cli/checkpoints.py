@@ -326,6 +326,8 @@ def load_state_dict_file(path: str | os.PathLike, device: str = "cpu") -> dict[s
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         state = load_file(str(path), device=device)
     except (SafetensorError, OSError) as e:
@@ -334,7 +336,7 @@ def load_state_dict_file(path: str | os.PathLike, device: str = "cpu") -> dict[s
         try:
             state = torch.load(path, map_location=device, weights_only=True)
         except Exception as e:  # unpickling refused, truncated file, not a checkpoint
-            reason = " ".join(str(e).split())[:200]
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
             raise CheckpointError(
                 f"{path}: cannot be read as safetensors nor as a plain PyTorch state dict "
                 f"(torch.load weights_only=True: {reason})"
@@ -375,6 +377,8 @@ def load_state_dict_strict(
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})

@@ -107,3 +107,86 @@ def test_atomic_write_fsyncs_file_and_folder_and_names_the_target(tmp_path, monk
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputError, match=r"file/y.txt: cannot write \(a parent of it is a file"):
         fsutil.write_text_atomic(tmp_path / "file" / "y.txt", "y")
+
+
+# ------------------------------------------------------------------ 2. training checkpoints
+def flip_two_bytes(path: pathlib.Path, at: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    i = int(len(data) * at)
+    data[i] ^= 0xFF
+    data[i + 7] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def trained_run(tmp_path):
+    from test_train import cfg, data, run
+
+    from dgn_cli.train import train
+
+    c = cfg(steps=3)
+    train(c, run(tmp_path, "run", ckpt_every=1), datasets=data(c))
+    return tmp_path / "run", c, data, run
+
+
+def test_flipped_bytes_in_a_training_checkpoint_are_refused(trained_run):
+    from dgn_cli.errors import CheckpointError
+    from dgn_cli.train import load_checkpoint
+
+    out = trained_run[0]
+    ckpt, prev = out / "checkpoint.pt", out / "checkpoint.prev.pt"
+    assert load_checkpoint(ckpt)["step"] == 3 and load_checkpoint(prev)["step"] == 2
+    flip_two_bytes(ckpt)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(ckpt)
+    msg = str(e.value)
+    assert str(ckpt) in msg and "corrupt" in msg and "step 2" in msg and "\n" not in msg
+    # Through the CLI: exit 1, one line naming the file, no traceback, nothing rewritten.
+    before = ckpt.read_bytes()
+    result = runner.invoke(app, ["train", "--out", str(out), "--resume", "--quiet"])
+    assert result.exit_code == 1
+    one_clean_line(result, ckpt, "corrupt")
+    assert ckpt.read_bytes() == before
+
+
+def test_a_crash_while_saving_keeps_the_last_good_checkpoint(trained_run, monkeypatch):
+    from dgn_cli.errors import OutputError
+    from dgn_cli.train import load_checkpoint, train
+
+    out, c, data, run = trained_run
+    good = (out / "checkpoint.pt").read_bytes()
+    real = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        real(obj, f, *a, **k)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    longer = c.__class__(**{**c.__dict__, "steps": 5})
+    with pytest.raises(OutputError, match=r"checkpoint.pt: cannot write \(no space left"):
+        train(longer, run(out.parent, "run", ckpt_every=1), resume=True,
+              resume_overrides={"steps": 5}, datasets=data(longer))  # fmt: skip
+    assert (out / "checkpoint.pt").read_bytes() == good
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+    assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == [
+        "checkpoint.prev.pt",
+        "checkpoint.pt",
+    ]
+
+
+def test_empty_and_foreign_checkpoints_give_a_real_message(tmp_path):
+    from dgn_cli.errors import CheckpointError
+    from dgn_cli.train import load_checkpoint
+
+    empty = tmp_path / "checkpoint.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: empty file \(0 bytes\)"):
+        load_checkpoint(empty)
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"w.pth: empty file \(0 bytes\)"):
+        checkpoints.load_state_dict_file(weights)
+    for name in ("w.safetensors", "x.bin"):
+        (tmp_path / name).write_bytes(b"\x00")  # not empty, not a checkpoint: never "()"
+        with pytest.raises(CheckpointError, match=rf"{name}: .*\(\S[^()]*\S\)"):
+            checkpoints.load_state_dict_file(tmp_path / name)
