@@ -190,3 +190,166 @@ def test_empty_and_foreign_checkpoints_give_a_real_message(tmp_path):
         (tmp_path / name).write_bytes(b"\x00")  # not empty, not a checkpoint: never "()"
         with pytest.raises(CheckpointError, match=rf"{name}: .*\(\S[^()]*\S\)"):
             checkpoints.load_state_dict_file(tmp_path / name)
+
+
+# ------------------------------------------------------------------ 1. + 4. video resume, work
+import test_cli_video  # noqa: E402
+from test_cli_video import frames_of, make_clip, summary  # noqa: E402
+from test_cli_video import run as run_video  # noqa: E402
+
+models = test_cli_video.models  # the tiny video/image/depth checkpoints (module fixture)
+
+
+def interrupted_run(models, src, out, monkeypatch, at=25):
+    """A run stopped by Ctrl-C at the `at`-th frame, segments of 10 frames."""
+    from dgn_cli.engine import Engine
+
+    original, calls = Engine.restore, {"n": 0}
+
+    def stop(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Engine, "restore", stop)
+    assert run_video(models, src, out, "--segment-frames", 10).exit_code == 130
+    monkeypatch.setattr(Engine, "restore", original)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped", "no-record"])
+def test_resume_remakes_a_damaged_segment(models, tmp_path, monkeypatch, damage):
+    from dgn_cli.video import work_dir
+
+    src = make_clip(tmp_path / "clip.mp4", frames=36)
+    whole = tmp_path / "whole.mp4"
+    summary(run_video(models, src, whole, "--segment-frames", 10))
+    out = tmp_path / "sharp.mp4"
+    interrupted_run(models, src, out, monkeypatch)
+    seg = work_dir(out) / "main_000000.nut"
+    data = seg.read_bytes()
+    if damage == "empty":
+        seg.write_bytes(b"")
+    elif damage == "truncated":
+        seg.write_bytes(data[: len(data) // 3])
+    elif damage == "flipped":
+        flip_two_bytes(seg, 0.6)
+    else:
+        (work_dir(out) / "main_000000.nut.done").unlink()
+    result = run_video(models, src, out, "--segment-frames", 10, "--resume")
+    doc = summary(result)
+    assert doc["frames"] == 36 and doc["resumed_frames"] == 10  # segment 1 kept, 0 made again
+    assert any("made again" in n and "main_000000.nut" in n for n in doc["notes"])
+    assert np.array_equal(frames_of(out), frames_of(whole))
+    assert not work_dir(out).exists()
+
+
+def test_a_segment_damaged_after_the_check_never_reaches_the_output(models, tmp_path, monkeypatch):
+    import dgn_cli.video as video
+
+    src = make_clip(tmp_path / "clip.mp4", frames=15, audio=False)
+    out = tmp_path / "o.mp4"
+    real = video.FrameDecoder.close
+
+    def close_then_damage(self):  # the last step before the mux: as if the disk lost data
+        real(self)
+        seg = video.work_dir(out) / "main_000000.nut"
+        seg.write_bytes(seg.read_bytes()[:100])
+
+    monkeypatch.setattr(video.FrameDecoder, "close", close_then_damage)
+    result = run_video(models, src, out, "--segment-frames", 10)
+    assert result.exit_code == 1 and not out.exists()
+    one_clean_line(result, "main_000000.nut", "missing or damaged")
+
+
+def test_final_frame_count_is_checked_before_the_rename(models, tmp_path, monkeypatch):
+    import dgn_cli.video as video
+
+    src = make_clip(tmp_path / "clip.mp4", frames=15, audio=False)
+    out = tmp_path / "o.mp4"
+    monkeypatch.setattr(video, "count_frames", lambda path: 6)  # as if the mux lost frames
+    result = run_video(models, src, out, "--segment-frames", 10)
+    assert result.exit_code == 1 and not out.exists()
+    one_clean_line(result, out, "6 frames instead of the source's 15")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".o.mp4.dgn-work", "clip.mp4"]
+
+
+def test_symlinked_work_folder_is_refused_and_its_target_untouched(models, tmp_path):
+    from dgn_cli.video import work_dir
+
+    src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in ("main_000000.nut", "manifest.json", "lock", "notes.txt"):
+        (victim / name).write_text("precious " + name)
+    before = tree(victim)
+    out = tmp_path / "o.mp4"
+    work_dir(out).symlink_to(victim)
+    for extra in ([], ["--resume"], ["--overwrite"]):
+        result = run_video(models, src, out, *extra)
+        assert result.exit_code == 1 and not out.exists()
+        one_clean_line(result, work_dir(out), "symbolic link")
+        assert tree(victim) == before
+
+
+def test_failed_run_deletes_only_what_it_created(models, tmp_path, monkeypatch):
+    from dgn_cli.engine import Engine
+    from dgn_cli.video import work_dir
+
+    src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
+    out = tmp_path / "o.mp4"
+    work_dir(out).mkdir()
+    (work_dir(out) / "mine.txt").write_text("not the run's")
+    (work_dir(out) / "main_000005.nut").symlink_to(tmp_path / "clip.mp4")
+
+    def broken(self, *a, **k):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(Engine, "restore", broken)
+    run_video(models, src, out)
+    assert (work_dir(out) / "mine.txt").read_text() == "not the run's"
+    assert (tmp_path / "clip.mp4").is_file() and (work_dir(out) / "main_000005.nut").is_symlink()
+
+
+def test_a_second_process_writing_the_same_output_is_refused(models, tmp_path):
+    import subprocess
+    import sys
+
+    src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
+    out = tmp_path / "o.mp4"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from dgn_cli.video import WorkLock; WorkLock(Path(sys.argv[1])); print('locked', "
+         "flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = run_video(models, src, out)
+        assert result.exit_code == 1 and not out.exists()
+        one_clean_line(result, out, "another dgn process is writing this output")
+    finally:
+        holder.kill()
+        holder.wait()
+    summary(run_video(models, src, out))  # the lock went with the process
+
+
+def test_concat_protocol_file_name_is_read_as_a_file(models, tmp_path, monkeypatch):
+    make_clip(tmp_path / "one.mp4", frames=20, audio=False)
+    make_clip(tmp_path / "two.mp4", frames=20, audio=False)
+    src = make_clip(tmp_path / "concat:one.mp4|two.mp4", frames=7, audio=False)
+    monkeypatch.chdir(tmp_path)
+    doc = summary(run_video(models, src.name, "out.mp4", "--model", "image", model="image"))
+    assert doc["frames"] == 7 and len(frames_of(tmp_path / "out.mp4")) == 7
+
+
+def test_output_under_a_file_and_ffmpeg_disk_errors_are_one_line(models, tmp_path):
+    from dgn_cli.video_ffmpeg import disk_error
+
+    src = make_clip(tmp_path / "clip.mp4", frames=6, audio=False)
+    (tmp_path / "afile").write_text("")
+    result = run_video(models, src, tmp_path / "afile" / "o.mp4")
+    assert result.exit_code == 1
+    one_clean_line(result, tmp_path / "afile", "cannot write")
+    assert disk_error(228) == "no space left on the device"  # ffmpeg's exit for ENOSPC
+    assert disk_error(256 - errno.EROFS) == "read-only file system" and disk_error(1) is None
