@@ -87,6 +87,7 @@ Progress = Callable[[int, int], None]
 DEFAULT_OVERLAP = 64
 DEFAULT_DEPTH_MAX_SIDE = 2048
 MIN_TILE = 128
+MIN_USER_TILE = 64  # smaller explicit tiles give no valid plan (1 px) or thousands of tiles
 MIN_DEPTH_SIDE = 256
 RANDOM = "random"
 
@@ -114,6 +115,11 @@ class EngineConfig:
             raise DgnError(f"unknown engine kind {self.kind!r}; use one of {list(DEFAULT_DGN)}")
         if self.tile is not None and self.tile < 0:
             raise DgnError(f"--tile must be 0 (whole image) or a positive size, got {self.tile}")
+        if self.tile and self.tile < MIN_USER_TILE:
+            raise DgnError(
+                f"--tile {self.tile} is too small: use 0 (whole image) or at least "
+                f"{MIN_USER_TILE} px (tiny tiles run for minutes and tile 1 cannot work)"
+            )
         if self.tile_overlap < 0:
             raise DgnError(f"--tile-overlap must be >= 0, got {self.tile_overlap}")
         if self.tile and self.tile_overlap > self.tile // 2:
@@ -475,5 +481,7 @@ def _finite(out) -> bool:
 def _check_image(x: torch.Tensor, channels: int, size: tuple[int, int] | None = None) -> None:
     if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != channels:
         raise ValueError(f"expected a (1, {channels}, H, W) tensor, got {tuple(x.shape)}")
+    if x.shape[-2] < 1 or x.shape[-1] < 1:
+        raise ValueError(f"empty image: shape {tuple(x.shape)} has no pixels")
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         raise ValueError(f"expected spatial size {size}, got {tuple(x.shape[-2:])}")

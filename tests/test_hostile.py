@@ -353,3 +353,72 @@ def test_output_under_a_file_and_ffmpeg_disk_errors_are_one_line(models, tmp_pat
     one_clean_line(result, tmp_path / "afile", "cannot write")
     assert disk_error(228) == "no space left on the device"  # ffmpeg's exit for ENOSPC
     assert disk_error(256 - errno.EROFS) == "read-only file system" and disk_error(1) is None
+
+
+# ------------------------------------------------------------------ untrusted images, tiles
+def png_header_only(path: pathlib.Path, width: int, height: int) -> pathlib.Path:
+    """A tiny PNG whose header claims width x height (8-bit RGB) and whose data is junk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def test_pixel_limit_is_checked_before_decoding_and_the_batch_goes_on(tmp_path, image_opts):
+    src = tmp_path / "in"
+    src.mkdir()
+    png_header_only(src / "huge.png", 100000, 100000)
+    png_header_only(src / "bomb.png", 20000, 20000)
+    save_png(src / "ok.png")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["deblur-image", str(src), "-o", str(out), *image_opts])
+    assert result.exit_code == 1
+    errors = one_clean_line(result, src / "huge.png", src / "bomb.png", "--max-pixels")
+    assert len(errors) == 2 and "100000x100000 is 10000 megapixels" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["ok.png"]  # the batch went on
+    # The limit is an option: a small one refuses an ordinary image, in the same clean way.
+    result = runner.invoke(app, ["depth", str(src / "ok.png"), "-o", str(tmp_path / "d.png"),
+                                 *image_opts, "--max-pixels", "1000"])  # fmt: skip
+    assert result.exit_code == 1
+    one_clean_line(result, src / "ok.png", "more than the limit", "--max-pixels 2240")
+
+
+def test_animated_webp_says_only_the_first_frame_is_used(tmp_path, image_opts):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (48, 40), c) for c in ("red", "blue", "green")]
+    src = tmp_path / "anim.webp"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    result = runner.invoke(
+        app, ["deblur-image", str(src), "-o", str(tmp_path / "o.webp"), *image_opts, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["files"][0]["notes"]
+    assert "animated image: only the first of its 3 frames is used" in notes
+
+
+@pytest.mark.parametrize("tile", ["1", "33"])
+def test_tiny_tiles_are_refused_in_one_line(tmp_path, image_opts, tile):
+    src = save_png(tmp_path / "a.png", 320, 480)
+    args = ["--tile", tile, "--tile-overlap", "0"]
+    result = runner.invoke(app, ["deblur-image", str(src), "-o", str(tmp_path / "o.png"),
+                                 *image_opts, *args])  # fmt: skip
+    assert result.exit_code == 1 and not (tmp_path / "o.png").exists()
+    one_clean_line(result, f"--tile {tile} is too small", "at least 64")
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 5, 3), (4, 0, 3)])
+def test_api_rejects_empty_arrays_naming_the_shape(shape):
+    from dgn_cli.api import Deblurrer
+
+    with pytest.raises(ValueError, match=rf"empty image: shape \({shape[0]}, {shape[1]}"):
+        Deblurrer.__new__(Deblurrer).deblur(np.zeros(shape, np.uint8))

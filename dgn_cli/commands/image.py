@@ -82,6 +82,15 @@ QualityOpt = Annotated[
     int | None,
     typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality (default 95)"),
 ]
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="refuse images whose header declares more pixels than this (checked before "
+        "decoding; raise it for huge panoramas)",
+    ),
+]
 InputsArg = Annotated[
     list[str], typer.Argument(help="image files, folders (searched recursively) or globs")
 ]
@@ -367,6 +376,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--compare", help="also write <name>.compare: blurred | depth | sharp"),
         ] = False,
+        max_pixels: MaxPixelsOpt = io.DEFAULT_MAX_PIXELS,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -398,7 +408,7 @@ def register(app: typer.Typer) -> None:
             return out
 
         def process(job: Job, prog: BatchProgress) -> dict[str, Any]:
-            pic = io.read_image(job.src)
+            pic = io.read_image(job.src, max_pixels=max_pixels)
             x = io.to_tensor(pic.rgb)
             restored, depth, refined = engine.deblur(x, progress=prog.on_tile)
             del x
