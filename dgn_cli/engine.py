@@ -214,8 +214,12 @@ class Engine:
         # Denormal floats slow x86 math ~10x and change nothing visible: flush them to zero.
         torch.set_flush_denormal(True)
         self.dtype = devices.resolve_precision(self.device, self.config.precision)
+        self.weights_sha256: str | None = None  # of the DGN's file: --json and the log
         if dgn is None and depth_estimator is None:
             dgn, depth = load_models(self.config, self.device)
+            if dgn is not None and self.config.weights != RANDOM:
+                path = checkpoints.resolve_checkpoint(self.config.weights, kind="dgn")
+                self.weights_sha256 = checkpoints.sha256_file(path)
         else:
             depth = depth_estimator
         self.dgn = dgn.to(self.device, memory_format=torch.channels_last).eval() if dgn else None
@@ -248,6 +252,7 @@ class Engine:
             "device_name": devices.device_name(self.device),
             "precision": self.precision,
             "weights": self.config.weights,
+            "weights_sha256": self.weights_sha256,
             "depth_model": (
                 self._depth_estimator.name
                 if self._depth_estimator is not None

@@ -422,3 +422,69 @@ def test_api_rejects_empty_arrays_naming_the_shape(shape):
 
     with pytest.raises(ValueError, match=rf"empty image: shape \({shape[0]}, {shape[1]}"):
         Deblurrer.__new__(Deblurrer).deblur(np.zeros(shape, np.uint8))
+
+
+# ------------------------------------------------------------------ checkpoint metadata
+@pytest.mark.parametrize(
+    "config, says",
+    [
+        ('{"widths": [4, 8, 8], "colour": "red"}', "unknown 'dgn_config' field(s) 'colour'"),
+        ('{"widths": [4, 8, 8]', "not valid JSON"),
+        ('{"frames": 2, "widths": [4, 8, 8]}', "frames must be odd"),
+        ("[4, 8, 8]", "is a JSON list, not an object"),
+        ('{"widths": [40000, 40000, 40000]}', "field 'widths' has the bad value"),
+        ('{"widths": [4096, 4096, 4096]}', "M parameters (limit 500 M); refusing"),
+        ('{"widths": "4,8,8"}', "field 'widths' has the bad value"),
+        ('{"blocks_per_scale": true}', "field 'blocks_per_scale' has the bad value"),
+    ],
+)
+def test_checkpoint_config_is_validated_before_anything_is_built(tmp_path, config, says):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "evil.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"dgn_config": config})
+    result = runner.invoke(app, ["deblur-image", str(save_png(tmp_path / "a.png")),
+                                 "-o", str(tmp_path / "o.png"), "--weights", str(path),
+                                 "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 1 and not (tmp_path / "o.png").exists()
+    one_clean_line(result, path, says)
+
+
+def test_depth_config_is_validated_too(tmp_path):
+    from safetensors.torch import save_file
+
+    from dgn_cli.errors import CheckpointError
+
+    path = tmp_path / "d.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"depth_config": '{"input_scale": 7}'})
+    with pytest.raises(CheckpointError, match=r"d.safetensors: bad 'depth_config' \(input_scale"):
+        checkpoints.load_depth_estimator(path)
+
+
+def test_weights_given_by_path_show_their_sha256_and_are_checked_when_named(tmp_path, image_opts):
+    import shutil
+
+    weights = pathlib.Path(image_opts[1])
+    given = tmp_path / "dgn-image.safetensors"  # the name of a registry entry, other bytes
+    shutil.copy(weights, given)
+    digest = checkpoints.sha256_file(given)
+    opts = ["--weights", str(given), *image_opts[2:]]
+    src = save_png(tmp_path / "a.png")
+    cmd = ["deblur-image", str(src), "-o", str(tmp_path / "o.png"), *opts, "--json"]
+    result = runner.invoke(app, cmd)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["weights_sha256"] == digest
+    assert f"sha256 {digest}" in result.stderr  # the verbose log line
+    # A .sha256 file beside it that names other bytes: refused, naming the file.
+    given.with_name(given.name + ".sha256").write_text("0" * 64 + "  dgn-image.safetensors\n")
+    result = runner.invoke(app, [*cmd, "--overwrite"])
+    assert result.exit_code == 1
+    one_clean_line(result, given, "does not match", ".sha256")
+    # A manifest beside it with an entry for this file name: checked the same way.
+    given.with_name(given.name + ".sha256").unlink()
+    entry = {"name": "mine", "kind": "dgn", "architecture": "DGN", "source": {"file": given.name},
+             "sha256": "1" * 64, "status": "trained", "licence": "MIT"}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps({"version": 1, "entries": [entry]}))
+    result = runner.invoke(app, [*cmd, "--overwrite"])
+    assert result.exit_code == 1
+    one_clean_line(result, given, "does not match")

@@ -132,7 +132,8 @@ def build_engine(
         tile_text = {None: "auto", 0: "whole image"}.get(cfg.tile, f"{cfg.tile} px")
         parts = [f"{info['device_name']}", info["precision"]]
         if load_dgn:
-            parts.append(f"weights {info['weights']}")
+            sha = f" (sha256 {info['weights_sha256']})" if info.get("weights_sha256") else ""
+            parts.append(f"weights {info['weights']}{sha}")
             if kind != "image":
                 parts.append(f"{engine.dgn.config.frames}-frame window")
         if engine.uses_depth:
