@@ -689,14 +689,13 @@ def validate(
 def export_path(run: RunOptions) -> Path | None:
     """Where `--export NAME` writes: EXPORT_DIR/NAME.safetensors (default: the registry's
     weights/ folder, whose manifest.json gets the entry)."""
-    if not run.export:
+    if run.export is None:
         return None
-    if run.export_dir is not None:
-        folder = Path(run.export_dir)
-    else:
-        from dgn_cli.registry import weights_dir
+    from dgn_cli import registry
 
-        folder = weights_dir()
+    registry.check_name(run.export)  # a name, never a path (checked before training starts)
+    folder = Path(run.export_dir) if run.export_dir is not None else registry.weights_dir()
+    registry.check_manifest(folder / registry.MANIFEST_NAME)  # readable now, not after hours
     return folder / f"{run.export}.safetensors"
 
 

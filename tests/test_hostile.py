@@ -488,3 +488,32 @@ def test_weights_given_by_path_show_their_sha256_and_are_checked_when_named(tmp_
     result = runner.invoke(app, [*cmd, "--overwrite"])
     assert result.exit_code == 1
     one_clean_line(result, given, "does not match")
+
+
+# ------------------------------------------------------------------ train --export
+@pytest.mark.parametrize("name", ["../../x", "/tmp/x", "a/b", "Dgn", ".hidden", "a..b", ""])
+def test_export_name_is_a_registry_name_checked_before_training(tmp_path, name, monkeypatch):
+    from dgn_cli import train as training
+
+    started = []
+    monkeypatch.setattr(training, "train", lambda *a, **k: started.append(1))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--out", str(out), "--export", name,
+                                 "--export-dir", str(tmp_path / "w"), "--quiet"])  # fmt: skip
+    assert result.exit_code in (1, 2) and not started  # refused before any training
+    if name:
+        one_clean_line(result, "--export", "registry name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written anywhere
+
+
+def test_export_dir_with_a_broken_manifest_is_refused_up_front(tmp_path, monkeypatch):
+    from dgn_cli import train as training
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
+    weights = tmp_path / "w"
+    weights.mkdir()
+    (weights / "manifest.json").write_text("{not json")
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--export", "mine",
+                                 "--export-dir", str(weights), "--quiet"])  # fmt: skip
+    assert result.exit_code == 1
+    one_clean_line(result, weights / "manifest.json", "not a readable checkpoint manifest")
