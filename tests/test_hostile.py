@@ -517,3 +517,25 @@ def test_export_dir_with_a_broken_manifest_is_refused_up_front(tmp_path, monkeyp
                                  "--export-dir", str(weights), "--quiet"])  # fmt: skip
     assert result.exit_code == 1
     one_clean_line(result, weights / "manifest.json", "not a readable checkpoint manifest")
+
+
+def test_probe_and_scan_have_a_time_limit(tmp_path, monkeypatch):
+    import subprocess
+
+    from dgn_cli import video_probe
+    from dgn_cli.errors import InputError
+
+    src = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    info = video_probe.probe(src)
+    seen = []
+
+    def slow(args, **kw):
+        seen.append((args[-1] if "-f" not in args else args[args.index("-i") + 1], kw["timeout"]))
+        raise subprocess.TimeoutExpired(args, kw["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", slow)
+    with pytest.raises(InputError, match=r"clip.mp4: ffmpeg needed more than 120 s"):
+        video_probe.probe(src)
+    with pytest.raises(InputError, match=r"clip.mp4: ffmpeg needed more than \d+ s"):
+        video_probe.scan(info)
+    assert all(path == "file:" + str(src.resolve()) and t > 0 for path, t in seen)
