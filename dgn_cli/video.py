@@ -28,6 +28,11 @@ Pipeline (three threads, bounded queues, so memory holds a few frames whatever t
   but the model skips every frame already encoded, so the result equals an uninterrupted
   run. A work folder with finished frames is never discarded silently: without resume it
   takes `overwrite=True`. On success the work folder is removed.
+- Trust: a segment counts as finished only when its fsynced file matches the `.done` record
+  (frames, size, sha256) written after it; resume remakes any other, and the joined file's
+  frame count is checked before the rename. The work folder is created 0700, refused when it
+  is a symlink or another user's, locked (`WorkLock`, flock) against a second writer, and only
+  files with the names a run creates are ever deleted from it.
 
 Variable frame rate sources: every frame is kept, and the output runs at the source's
 average rate, so frame count and total duration match but the individual frame times are
