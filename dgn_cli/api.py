@@ -76,6 +76,8 @@ def _split(image: np.ndarray):
     if image.dtype not in (np.uint8, np.uint16) and image.dtype.kind != "f":
         raise ValueError(f"unsupported image dtype {image.dtype}; use uint8, uint16 or float")
     dtype = image.dtype
+    if image.ndim in (2, 3) and 0 in image.shape[:2]:
+        raise ValueError(f"empty image: shape {image.shape} has no pixels")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:

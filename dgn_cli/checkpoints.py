@@ -22,7 +22,10 @@ Our own checkpoints are safetensors with the model config as JSON in the metadat
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -118,6 +121,38 @@ def verify_file(path: str | os.PathLike, entry: Entry | None = None) -> str:
             f"is corrupt or not the published one: delete it and run `dgn weights fetch {name}`"
         )
     return digest
+
+
+def verify_given_file(path: Path) -> str | None:
+    """A checkpoint given by path is checked where something names its digest: a
+    `<file>.sha256` beside it (sha256sum format), or a manifest.json beside it with an entry
+    for this file name. Returns the digest checked against, or None if nothing names one."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.is_file():
+        try:
+            expected = (sidecar.read_text(errors="replace").split() or [""])[0].lower()
+        except OSError as e:
+            raise CheckpointError(f"{sidecar}: cannot read ({e.strerror})") from None
+        if not _SHA256.match(expected):
+            raise CheckpointError(f"{sidecar}: does not hold a sha256 (64 hex digits)")
+        digest = sha256_file(path)
+        if digest != expected:
+            raise CheckpointError(
+                f"{path}: sha256 {digest} does not match {expected} in {sidecar.name}; the "
+                "file is corrupt or not the one that was published"
+            )
+        return digest
+    manifest = path.parent / "manifest.json"
+    if manifest.is_file():
+        try:
+            entries = load_manifest(manifest).values()
+        except Exception:  # a foreign manifest.json: not ours to judge
+            return None
+        for entry in entries:
+            if entry.source.local_name == path.name and entry.sha256:
+                verify_file(path, entry)
+                return entry.sha256
+    return None
 
 
 # --- resolution --------------------------------------------------------------------------------
@@ -237,6 +272,7 @@ def resolve_checkpoint(
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
     if path.is_file():
+        verify_given_file(path)
         return path
     if text not in load_manifest(manifest) and _looks_like_path(text):
         raise CheckpointError(f"{text}: no such checkpoint file")
@@ -326,6 +362,8 @@ def load_state_dict_file(path: str | os.PathLike, device: str = "cpu") -> dict[s
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         state = load_file(str(path), device=device)
     except (SafetensorError, OSError) as e:
@@ -334,7 +372,7 @@ def load_state_dict_file(path: str | os.PathLike, device: str = "cpu") -> dict[s
         try:
             state = torch.load(path, map_location=device, weights_only=True)
         except Exception as e:  # unpickling refused, truncated file, not a checkpoint
-            reason = " ".join(str(e).split())[:200]
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
             raise CheckpointError(
                 f"{path}: cannot be read as safetensors nor as a plain PyTorch state dict "
                 f"(torch.load weights_only=True: {reason})"
@@ -375,11 +413,88 @@ def load_state_dict_strict(
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+# --- configs from metadata (untrusted) ---------------------------------------------------------
+
+MAX_PARAMETERS = 500_000_000  # ~2 GB of fp32 weights; the shipped DGNs have ~5 M
+MAX_CONFIG_INT = 4096  # widths, channels, blocks, kernel sizes: no real model comes close
+
+
+def _value_ok(value: Any, default: Any) -> bool:
+    """Whether a JSON value has the type of the field's default (ints never bools)."""
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int) or default is None:
+        return is_int(value) and 0 <= value <= MAX_CONFIG_INT or (default is None and value is None)
+    if isinstance(default, float):
+        return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    if isinstance(default, str):
+        return isinstance(value, str) and len(value) <= 100
+    if isinstance(default, tuple):
+        ok = isinstance(value, list | tuple) and 0 < len(value) <= 16
+        return ok and all(is_int(v) and 1 <= v <= MAX_CONFIG_INT for v in value)
+    if isinstance(default, dict):
+        return isinstance(value, dict)
+    return False
+
+
+def config_from_metadata(cls, text: str, path: str | os.PathLike, key: str, build):
+    """A config dataclass from a checkpoint's JSON metadata, validated before anything is built:
+    valid JSON, an object, known keys, types and ranges, and at most MAX_PARAMETERS parameters
+    (counted on the meta device, so nothing is allocated). Any problem -> CheckpointError
+    naming the file."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: the {key!r} metadata is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(
+            f"{path}: the {key!r} metadata is a JSON {type(data).__name__}, not an object"
+        )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise CheckpointError(
+            f"{path}: unknown {key!r} field(s) {', '.join(map(repr, unknown))}; the file was "
+            "written by another version or altered"
+        )
+    for name, value in data.items():
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if not _value_ok(value, default):
+            raise CheckpointError(
+                f"{path}: {key} field {name!r} has the bad value {json.dumps(value)[:80]}"
+            )
+    try:
+        cfg = cls(**data)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: bad {key!r} ({e})") from None
+    try:
+        with torch.device("meta"):
+            n = sum(p.numel() for p in build(cfg).parameters())
+    except Exception as e:  # a config the model's constructor refuses
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise CheckpointError(
+            f"{path}: bad {key!r}: the model cannot be built ({reason})"
+        ) from None
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{path}: the {key!r} describes a model of {n / 1e6:.0f} M parameters (limit "
+            f"{MAX_PARAMETERS / 1e6:.0f} M); refusing to allocate it"
+        )
+    return cfg
 
 
 # --- DGN ---------------------------------------------------------------------------------------
@@ -409,7 +524,7 @@ def load_dgn(name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
     meta = read_metadata(path)
     if CONFIG_KEY not in meta:
         raise CheckpointError(f"{path}: no '{CONFIG_KEY}' in the metadata; not a dgn checkpoint")
-    model = DGN(DGNConfig.from_json(meta[CONFIG_KEY]))
+    model = DGN(config_from_metadata(DGNConfig, meta[CONFIG_KEY], path, CONFIG_KEY, DGN))
     state = load_file(str(path), device="cpu")
     try:
         load_state_dict_strict(model, state, str(path))
@@ -470,7 +585,10 @@ def load_depth_estimator(
 
     meta = read_metadata(path) if _is_safetensors(path) else {}
     if DEPTH_CONFIG_KEY in meta:
-        net: nn.Module = SmallDepthNet(SmallDepthConfig.from_json(meta[DEPTH_CONFIG_KEY]))
+        depth_cfg = config_from_metadata(
+            SmallDepthConfig, meta[DEPTH_CONFIG_KEY], path, DEPTH_CONFIG_KEY, SmallDepthNet
+        )
+        net: nn.Module = SmallDepthNet(depth_cfg)
         load_state_dict_strict(net, load_file(str(path)), str(path))
         return DepthEstimator(net, kind="small", name=label).to(device).eval()
     if entry is not None and entry.architecture == "SmallDepthNet":

@@ -87,6 +87,7 @@ Progress = Callable[[int, int], None]
 DEFAULT_OVERLAP = 64
 DEFAULT_DEPTH_MAX_SIDE = 2048
 MIN_TILE = 128
+MIN_USER_TILE = 64  # smaller explicit tiles give no valid plan (1 px) or thousands of tiles
 MIN_DEPTH_SIDE = 256
 RANDOM = "random"
 
@@ -114,6 +115,11 @@ class EngineConfig:
             raise DgnError(f"unknown engine kind {self.kind!r}; use one of {list(DEFAULT_DGN)}")
         if self.tile is not None and self.tile < 0:
             raise DgnError(f"--tile must be 0 (whole image) or a positive size, got {self.tile}")
+        if self.tile and self.tile < MIN_USER_TILE:
+            raise DgnError(
+                f"--tile {self.tile} is too small: use 0 (whole image) or at least "
+                f"{MIN_USER_TILE} px (tiny tiles run for minutes and tile 1 cannot work)"
+            )
         if self.tile_overlap < 0:
             raise DgnError(f"--tile-overlap must be >= 0, got {self.tile_overlap}")
         if self.tile and self.tile_overlap > self.tile // 2:
@@ -208,8 +214,12 @@ class Engine:
         # Denormal floats slow x86 math ~10x and change nothing visible: flush them to zero.
         torch.set_flush_denormal(True)
         self.dtype = devices.resolve_precision(self.device, self.config.precision)
+        self.weights_sha256: str | None = None  # of the DGN's file: --json and the log
         if dgn is None and depth_estimator is None:
             dgn, depth = load_models(self.config, self.device)
+            if dgn is not None and self.config.weights != RANDOM:
+                path = checkpoints.resolve_checkpoint(self.config.weights, kind="dgn")
+                self.weights_sha256 = checkpoints.sha256_file(path)
         else:
             depth = depth_estimator
         self.dgn = dgn.to(self.device, memory_format=torch.channels_last).eval() if dgn else None
@@ -242,6 +252,7 @@ class Engine:
             "device_name": devices.device_name(self.device),
             "precision": self.precision,
             "weights": self.config.weights,
+            "weights_sha256": self.weights_sha256,
             "depth_model": (
                 self._depth_estimator.name
                 if self._depth_estimator is not None
@@ -475,5 +486,7 @@ def _finite(out) -> bool:
 def _check_image(x: torch.Tensor, channels: int, size: tuple[int, int] | None = None) -> None:
     if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != channels:
         raise ValueError(f"expected a (1, {channels}, H, W) tensor, got {tuple(x.shape)}")
+    if x.shape[-2] < 1 or x.shape[-1] < 1:
+        raise ValueError(f"empty image: shape {tuple(x.shape)} has no pixels")
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         raise ValueError(f"expected spatial size {size}, got {tuple(x.shape[-2:])}")

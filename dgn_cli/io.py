@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -61,6 +62,7 @@ EXIF_HEADER = b"Exif\x00\x00"
 ORIENTATION = 0x0112
 DEFAULT_QUALITY = 95
 ROWS = 256  # rows per block in array <-> tensor conversions
+DEFAULT_MAX_PIXELS = 250_000_000  # an image's declared size is checked before decoding
 
 # EXIF orientation -> how to turn the stored pixels upright (numpy views, no copy).
 _UPRIGHT = {
@@ -86,6 +88,7 @@ class Picture:
     exif: bytes | None = None
     icc: bytes | None = None
     orientation: int = 1  # the EXIF orientation that was applied
+    notes: list[str] = field(default_factory=list)  # e.g. "animated: first frame only"
 
     @property
     def height(self) -> int:
@@ -105,8 +108,12 @@ def is_image_path(path: str | os.PathLike) -> bool:
 
 
 # --------------------------------------------------------------------------------- reading
-def read_image(path: str | os.PathLike) -> Picture:
-    """Decode an image file upright with its metadata; `InputError` naming it if it cannot."""
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode an image file upright with its metadata; `InputError` naming it if it cannot.
+
+    The size the file declares is checked against `max_pixels` (None = no limit) before
+    anything is decoded: a small file can claim 100000 x 100000 pixels. An animated file gives
+    its first frame, and `notes` says so."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -114,8 +121,19 @@ def read_image(path: str | os.PathLike) -> Picture:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     if not data:
         raise InputError(f"{path}: empty file")
+    notes = []
+    declared = declared_size(data)
+    if declared is not None:
+        (w, h), frames = declared
+        check_pixels(path, w, h, max_pixels)
+        if frames > 1:
+            notes.append(f"animated image: only the first of its {frames} frames is used")
     exif, icc, mode, orientation, pil_error = _pillow_metadata(data)
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # OpenCV's own limits (e.g. CV_IO_MAX_IMAGE_PIXELS)
+        reason = (str(e).strip().splitlines() or ["OpenCV error"])[-1][:200]
+        raise InputError(f"{path}: cannot decode ({reason})") from None
     if arr is not None and data[:2] == b"\xff\xd8" and pil_error:
         arr = None  # a JPEG that Pillow finds truncated/corrupt: do not trust the gray fill
     if arr is None:
@@ -136,7 +154,41 @@ def read_image(path: str | os.PathLike) -> Picture:
     rgb = np.ascontiguousarray(np.broadcast_to(colour, (*arr.shape[:2], 3)))
     if rgb.dtype == np.float32:
         rgb = np.nan_to_num(rgb).clip(0, 1)
-    return Picture(rgb, alpha, gray, exif, icc, orientation if orientation in _UPRIGHT else 1)
+    upright = orientation if orientation in _UPRIGHT else 1
+    return Picture(rgb, alpha, gray, exif, icc, upright, notes)
+
+
+_PIL_LIMIT = threading.Lock()
+
+
+def declared_size(data: bytes) -> tuple[tuple[int, int], int] | None:
+    """((width, height), frames) from the file's header, without decoding the pixels; None if
+    Pillow does not know the format. Pillow's own bomb check is lifted for this header read
+    only: `check_pixels` is the limit, with a message that says how to raise it."""
+    with _PIL_LIMIT:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size, int(getattr(im, "n_frames", 1) or 1)
+        except Exception:  # unknown or broken header: the decoders report it
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    """InputError naming `path` when width x height is over `max_pixels` (or not positive)."""
+    if width < 1 or height < 1:
+        raise InputError(f"{path}: the file declares an empty image ({width}x{height})")
+    n = width * height
+    if max_pixels is not None and n > max_pixels:
+        gb = n * 3 * 4 / 1e9  # at least one float32 RGB copy
+        raise InputError(
+            f"{path}: {width}x{height} is {n / 1e6:.0f} megapixels, more than the limit of "
+            f"{max_pixels / 1e6:.0f} (it needs over {gb:.0f} GB of memory); pass "
+            f"--max-pixels {n} to allow it"
+        )
 
 
 def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, str, int, str]:

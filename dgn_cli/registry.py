@@ -17,11 +17,12 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dgn_cli.errors import CheckpointError
+from dgn_cli.errors import CheckpointError, InputError
 from dgn_cli.fsutil import write_text_atomic
 
 MANIFEST_NAME = "manifest.json"
@@ -111,6 +112,26 @@ def local_dirs() -> list[Path]:
     return dirs
 
 
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def check_name(name: str, option: str = "--export") -> str:
+    """A registry name is `[a-z0-9][a-z0-9._-]*` (at most 100 characters): never a path, so
+    `--export ../../x` cannot write outside the weights folder. InputError otherwise."""
+    if not NAME_PATTERN.match(name) or len(name) > 100 or ".." in name:
+        raise InputError(
+            f"{option} {name!r}: a registry name is lower-case letters, digits, '.', '_' and "
+            "'-' (starting with a letter or digit, no '..'), e.g. dgn-image-mine"
+        )
+    return name
+
+
+def check_manifest(path: str | os.PathLike) -> None:
+    """Read a manifest now (CheckpointError if it is unreadable), e.g. before hours of
+    training that end by adding an entry to it."""
+    _read(Path(path))
+
+
 def manifest_path() -> Path:
     return weights_dir() / MANIFEST_NAME
 
@@ -150,6 +171,7 @@ def add_manifest_entry(entry: dict[str, Any], manifest: str | os.PathLike | None
     manifest is rewritten atomically (temp file + rename), other entries kept in order.
     """
     path = Path(manifest) if manifest is not None else manifest_path()
+    check_name(str(entry.get("name", "")), "entry name")
     Entry.from_dict(entry, str(path))  # validate before touching the file
     data = _read(path)
     entries = data["entries"]

@@ -51,11 +51,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from dgn_cli import distributed
+from dgn_cli import distributed, train_checkpoint
 from dgn_cli.data.depth_degrade import degrade_depth
 from dgn_cli.ema import EMA
 from dgn_cli.errors import CheckpointError, DeviceError, DgnError, InputError, OutputError
-from dgn_cli.fsutil import atomic_path, write_text_atomic
+from dgn_cli.fsutil import write_text_atomic
 from dgn_cli.losses import DepthLoss, DGNLoss, LossWeights
 from dgn_cli.metrics import psnr, ssim, to_255
 from dgn_cli.models import DGN, DGNConfig
@@ -653,21 +653,13 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer, cfg: TrainConfig, *
         "rng": rng_state(),
         **extra,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    train_checkpoint.write(path, payload)  # with its sha256; the previous one kept as .prev
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a training checkpoint (weights_only: no arbitrary objects are unpickled)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as e:
-        raise CheckpointError(f"{path}: no checkpoint to resume from; drop --resume") from e
-    except Exception as e:  # corrupt or foreign files surface in many exception types
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a `dgn train` checkpoint")
-    return payload
+    """Read a training checkpoint (weights_only: no arbitrary objects are unpickled) and verify
+    its stored sha256; CheckpointError naming the file on any mismatch."""
+    return train_checkpoint.read(path, CHECKPOINT_FORMAT)
 
 
 RESUMABLE_CHANGES = ("steps",)
@@ -809,14 +801,13 @@ def validate(
 def export_path(run: RunOptions) -> Path | None:
     """Where `--export NAME` writes: EXPORT_DIR/NAME.safetensors (default: the registry's
     weights/ folder, whose manifest.json gets the entry)."""
-    if not run.export:
+    if run.export is None:
         return None
-    if run.export_dir is not None:
-        folder = Path(run.export_dir)
-    else:
-        from dgn_cli.registry import weights_dir
+    from dgn_cli import registry
 
-        folder = weights_dir()
+    registry.check_name(run.export)  # a name, never a path (checked before training starts)
+    folder = Path(run.export_dir) if run.export_dir is not None else registry.weights_dir()
+    registry.check_manifest(folder / registry.MANIFEST_NAME)  # readable now, not after hours
     return folder / f"{run.export}.safetensors"
 
 

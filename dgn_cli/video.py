@@ -28,6 +28,11 @@ Pipeline (three threads, bounded queues, so memory holds a few frames whatever t
   but the model skips every frame already encoded, so the result equals an uninterrupted
   run. A work folder with finished frames is never discarded silently: without resume it
   takes `overwrite=True`. On success the work folder is removed.
+- Trust: a segment counts as finished only when its fsynced file matches the `.done` record
+  (frames, size, sha256) written after it; resume remakes any other, and the joined file's
+  frame count is checked before the rename. The work folder is created 0700, refused when it
+  is a symlink or another user's, locked (`WorkLock`, flock) against a second writer, and only
+  files with the names a run creates are ever deleted from it.
 
 Variable frame rate sources: every frame is kept, and the output runs at the source's
 average rate, so frame count and total duration match but the individual frame times are
@@ -39,10 +44,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
 import queue
-import shutil
+import re
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -55,17 +63,19 @@ import torch
 
 from dgn_cli.engine import Engine
 from dgn_cli.errors import InputError, OutputError
-from dgn_cli.fsutil import atomic_path
+from dgn_cli.fsutil import atomic_path, write_error, write_text_atomic
 from dgn_cli.video_ffmpeg import (
+    SEGMENT,
     EncodeSettings,
     FrameDecoder,
     FrameTimes,
     SegmentEncoder,
     concat_and_mux,
-    finished_segments,
+    segment_frames_if_valid,
+    valid_segments,
     write_concat_list,
 )
-from dgn_cli.video_probe import VideoInfo, probe, scan
+from dgn_cli.video_probe import VideoInfo, count_frames, probe, scan
 from dgn_cli.video_window import SlidingWindow
 
 Progress = Callable[[int, int | None], None]
@@ -140,6 +150,90 @@ def work_dir(output: Path) -> Path:
     return output.parent / f".{output.name}.dgn-work"
 
 
+LOCK_NAME = "lock"
+# Everything a run creates in its work folder; nothing else there is ever deleted.
+_OURS = re.compile(
+    r"^(?:manifest\.json|lock|decode\.log|tmp\w+\.log|\.manifest\.\w+\.tmp\.json"
+    r"|[a-z]+(?:_encode\.log|\.filter|\.ffconcat)|[a-z]+_\d{6}(?:\.part)?\.nut"
+    r"|[a-z]+_\d{6}\.nut\.done|\.[a-z]+_\d{6}\.nut\.\w+\.tmp\.done)$"
+)
+
+
+class WorkLock:
+    """The work folder of one output, checked and locked: created 0700 by this user; refused
+    when it is a symbolic link, not a folder, or owned by someone else; `flock`ed so that a
+    second process writing the same output is refused instead of both crashing."""
+
+    def __init__(self, output: Path):
+        self.path = work_dir(output)
+        for _ in range(20):
+            self._check_folder(output)
+            lock = self.path / LOCK_NAME
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # the folder was removed by a run that just finished
+                continue
+            except OSError as e:
+                raise write_error(lock, e) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutputError(
+                    f"{output}: another dgn process is writing this output (it holds {lock}); "
+                    "wait for it to finish or choose another -o"
+                ) from None
+            try:  # the lock is ours only if the file is still the one in the folder
+                same = os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd: int | None = fd
+                return
+            os.close(fd)
+        raise OutputError(f"{self.path}: the work folder keeps changing; is another run busy?")
+
+    def _check_folder(self, output: Path) -> None:
+        work = self.path
+        try:
+            os.mkdir(work, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise write_error(output, e) from None
+        st = os.lstat(work)
+        if stat.S_ISLNK(st.st_mode):
+            raise OutputError(
+                f"{work}: the work folder is a symbolic link; refusing to follow it (remove it)"
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{work}: in the way of the work folder (not a folder); remove it")
+        if st.st_uid != os.getuid():
+            raise OutputError(
+                f"{work}: the work folder belongs to another user; refusing to use it"
+            )
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def remove_ours(work: Path, keep: set[str] = frozenset(), remove_folder: bool = True) -> None:
+    """Delete the files a run creates in `work` (regular files with our names only, never
+    following a link), except `keep`; then the folder itself if it is empty."""
+    with contextlib.suppress(OSError):
+        for p in work.iterdir():
+            if p.name in keep or not _OURS.match(p.name):
+                continue
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.lstat(p).st_mode):
+                    os.unlink(p)
+    if remove_folder:
+        with contextlib.suppress(OSError):
+            os.rmdir(work)  # only if empty: anything else there stays
+
+
 def _file_id(path: str | None) -> dict | str | None:
     if path is None:
         return None
@@ -171,34 +265,52 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
     return {"version": MANIFEST_VERSION, "key": key, "digest": digest}
 
 
-def _prepare_work(work: Path, manifest: dict, tracks: list[str], opts: VideoOptions, notes):
-    """Set up the work folder; returns the number of finished segments to reuse."""
-    if work.exists():
-        old = None
-        with contextlib.suppress(OSError, ValueError):
-            old = json.loads((work / "manifest.json").read_text())
-        done = min(finished_segments(work, t) for t in tracks)
-        if opts.resume and old and old.get("digest") == manifest["digest"] and done:
-            notes.append(f"resumed: reusing {done * opts.segment_frames} finished frames")
-            return done
-        if done and not opts.resume and not opts.overwrite:
-            raise OutputError(
-                f"{work}: an interrupted run left finished frames here; pass --resume to "
-                "continue it or --overwrite to start over"
+def _prepare_work(
+    work: Path, manifest: dict, tracks: list[str], opts: VideoOptions, notes
+) -> dict[int, int]:
+    """Set up the (locked) work folder; returns {segment index: frames} of the finished,
+    verified segments to reuse. Damaged ones (0-byte, truncated, altered, no record) are
+    deleted and made again."""
+    old = None
+    with contextlib.suppress(OSError, ValueError):
+        old = json.loads((work / "manifest.json").read_text())
+    per_track = [valid_segments(work, t) for t in tracks]
+    done = {
+        k: n for k, n in per_track[0].items() if all(other.get(k) == n for other in per_track[1:])
+    }
+    if opts.resume and old and old.get("digest") == manifest["digest"] and done:
+        keep = {f"{t}_{k:06d}.nut{x}" for t in tracks for k in done for x in ("", ".done")}
+        bad = sorted(
+            p.name
+            for p in work.iterdir()
+            if (m := SEGMENT.match(p.name)) and m.group("track") in tracks and p.name not in keep
+        )
+        remove_ours(work, keep | {"manifest.json", LOCK_NAME}, remove_folder=False)
+        notes.append(f"resumed: reusing {sum(done.values())} finished frames")
+        if bad:
+            notes.append(
+                f"{len(bad)} unfinished or damaged segment(s) made again (first: {bad[0]})"
             )
-        if opts.resume and done and not opts.overwrite:
-            old_key = (old or {}).get("key", {})
-            differ = sorted(k for k in manifest["key"] if old_key.get(k) != _jsonish(manifest, k))
-            raise OutputError(
-                f"{work}: the interrupted run differs in {', '.join(differ) or 'its manifest'}; "
-                "rerun it with the same input and options, or pass --overwrite to start over"
-            )
-        shutil.rmtree(work)
-    elif opts.resume:
+        return done
+    if done and not opts.resume and not opts.overwrite:
+        raise OutputError(
+            f"{work}: an interrupted run left finished frames here; pass --resume to "
+            "continue it or --overwrite to start over"
+        )
+    if opts.resume and done and not opts.overwrite:
+        old_key = (old or {}).get("key", {})
+        differ = sorted(k for k in manifest["key"] if old_key.get(k) != _jsonish(manifest, k))
+        raise OutputError(
+            f"{work}: the interrupted run differs in {', '.join(differ) or 'its manifest'}; "
+            "rerun it with the same input and options, or pass --overwrite to start over"
+        )
+    if opts.resume and old is None:
         notes.append("--resume: no interrupted run found; starting from the first frame")
-    work.mkdir(parents=True)
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    return 0
+    elif opts.resume:
+        notes.append("--resume: no finished segment could be verified; starting over")
+    remove_ours(work, {LOCK_NAME}, remove_folder=False)
+    write_text_atomic(work / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    return {}
 
 
 def _jsonish(manifest: dict, key: str):
@@ -307,16 +419,18 @@ class _EncoderThread:
 
 
 def _clean_failed_work(work: Path, tracks: list[str]) -> None:
-    """After a failure keep only what --resume can use: the manifest and finished segments."""
-    if not work.exists():
-        return
-    keep = {f"{t}_{k:06d}.nut" for t in tracks for k in range(finished_segments(work, t))}
-    if not keep:
-        shutil.rmtree(work, ignore_errors=True)
-        return
-    for p in work.iterdir():
-        if p.name not in keep and p.name != "manifest.json":
-            p.unlink(missing_ok=True)
+    """After a failure keep only what --resume can use: the manifest and verified segments
+    with their records (and the lock file while the lock is held)."""
+    keep = {
+        f"{t}_{k:06d}.nut{x}"
+        for t in tracks
+        for k in valid_segments(work, t)
+        for x in ("", ".done")
+    }
+    if keep:
+        remove_ours(work, keep | {"manifest.json", LOCK_NAME}, remove_folder=False)
+    else:
+        remove_ours(work)
 
 
 def deblur_video(
@@ -375,10 +489,16 @@ def deblur_video(
         notes.append("variable frame rate source: every frame keeps its source timestamp")
 
     tracks = ["main", *extra]
-    work = work_dir(dst)
+    lock = WorkLock(dst)  # refuses a symlinked/foreign work folder and a second writer
+    work = lock.path
     manifest = _manifest(engine, info, opts, tracks)
-    done_segments = _prepare_work(work, manifest, tracks, opts, notes)
-    skip = done_segments * opts.segment_frames
+    try:
+        _check_targets(src, [dst, *extra.values()], opts.overwrite)  # again, under the lock
+        done = _prepare_work(work, manifest, tracks, opts, notes)
+    except BaseException:
+        lock.release()
+        raise
+    n_seg = opts.segment_frames
     radius = engine.dgn.config.frames // 2
     total = _expected_frames(info, opts)
 
@@ -414,7 +534,7 @@ def deblur_video(
 
         def process(t: int) -> None:
             nonlocal compute_s
-            if t < skip:  # finished in an earlier run (--resume): decoded for the window only
+            if t // n_seg in done:  # finished in an earlier run (--resume): for the window only
                 if progress:
                     progress(t + 1, total)
                 return
@@ -443,7 +563,7 @@ def deblur_video(
             raise InputError(f"{src}: no frames after --start {opts.start:g} s")
         if frames == 0:
             raise InputError(f"{src}: no video frames could be decoded (damaged or empty file)")
-        if done_segments > -(-frames // opts.segment_frames):
+        if done and max(done) >= -(-frames // n_seg):
             # The earlier run's segments cover a longer clip than we decoded now.
             raise InputError(f"{src}: fewer frames than the run being resumed; use --overwrite")
         writer.close()
@@ -461,8 +581,10 @@ def deblur_video(
         if decoder is not None:
             decoder.close()
         _clean_failed_work(work, tracks)
+        lock.release()
         raise
-    shutil.rmtree(work, ignore_errors=True)
+    remove_ours(work)
+    lock.release()
     if audio.get("audio") not in (None, "copy"):
         notes.append(f"audio could not be copied into {dst.suffix}; transcoded to {audio['audio']}")
     if audio.get("subtitles") not in (None, "copy"):
@@ -470,7 +592,8 @@ def deblur_video(
     if info.subtitles and audio.get("subtitles") is None:
         notes.append(f"subtitles dropped: {dst.suffix} cannot hold them")
     wall = time.perf_counter() - t_start
-    restored = frames - min(skip, frames)
+    resumed = sum(min(n_seg, frames - k * n_seg) for k in done if k * n_seg < frames)
+    restored = frames - resumed
     return VideoResult(
         input=str(src),
         output=str(dst),
@@ -479,7 +602,7 @@ def deblur_video(
         duration=times.duration(0, frames) if times else frames / float(info.fps),
         seconds=round(wall, 3),
         frames_per_second=round(restored / wall, 3) if wall > 0 else 0.0,
-        resumed_frames=min(skip, frames),
+        resumed_frames=resumed,
         audio=audio,
         extra_outputs={k: str(v) for k, v in extra.items()},
         source=info.as_dict(),
@@ -535,11 +658,14 @@ def _mux_all(work, dst, extra, tracks, frames, info, opts, times) -> dict:
     with contextlib.ExitStack() as stack:
         for track in tracks:
             enc_segments = [work / f"{track}_{k:06d}.nut" for k in range(len(counts))]
-            missing = [s.name for s in enc_segments if not s.is_file()]
-            if missing:
-                raise OutputError(
-                    f"{work}: segment {missing[0]} is missing; rerun with --overwrite"
-                )
+            for seg, count in zip(enc_segments, counts, strict=True):
+                found = segment_frames_if_valid(seg)
+                if found != count:  # missing, damaged since it was written, or another length
+                    why = "is missing or damaged" if found is None else f"has {found} frames"
+                    raise OutputError(
+                        f"{seg}: segment {why} (expected {count} frames); nothing was written "
+                        "to the output; rerun with --resume to make it again"
+                    )
             list_file = work / f"{track}.ffconcat"
             write_concat_list(list_file, enc_segments, durations)
             tmp = stack.enter_context(atomic_path(targets[track]))
@@ -551,6 +677,12 @@ def _mux_all(work, dst, extra, tracks, frames, info, opts, times) -> dict:
                 duration=opts.duration,
                 with_audio=track != "depth",
             )
+            got = count_frames(tmp)
+            if got != frames:  # checked before the rename: a short file never lands at dst
+                raise OutputError(
+                    f"{targets[track]}: the joined video has {got} frames instead of the "
+                    f"source's {frames}; nothing was written; rerun with --resume"
+                )
             if track == "main":
                 result = r
     return result

@@ -17,10 +17,15 @@ cleanly. Their stderr goes to a file (a pipe nobody reads could fill up and hang
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import json
 import os
 import queue
 import re
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -32,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from dgn_cli.errors import InputError, OutputError
-from dgn_cli.video_probe import VideoInfo, ffmpeg_exe
+from dgn_cli.fsutil import describe_os_error, replace_durably, write_text_atomic
+from dgn_cli.video_probe import VideoInfo, ff_path, ffmpeg_exe
 
 _END = object()
 
@@ -109,7 +115,7 @@ class FrameDecoder:
         args = ["-v", "error"]
         if start:
             args += ["-ss", _time(start)]
-        args += ["-i", str(info.path)]
+        args += ["-i", ff_path(info.path)]
         if duration is not None:
             args += ["-t", _time(duration)]
         args += ["-map", f"0:{info.video.index}", "-fps_mode", "passthrough", "-an", "-sn"]
@@ -220,7 +226,7 @@ class EncodeSettings:
             filter_file.write_text(",".join(filters))
             # passthrough: no frame dropped or duplicated to fit a nominal rate; the encoder
             # keeps the filter's (the source's) time base instead of 1/rate
-            args += ["-/filter:v", str(filter_file), "-fps_mode", "passthrough"]
+            args += ["-/filter:v", os.path.abspath(filter_file), "-fps_mode", "passthrough"]
             args += ["-enc_time_base:v", "filter"]
         elif filters:
             args += ["-vf", ",".join(filters)]
@@ -324,7 +330,7 @@ class SegmentEncoder:
             out = self.settings.output_args(self.work / f"{self.name}.filter", setpts)
         else:
             out = self.settings.output_args()
-        args += [*out, "-f", "nut", str(self.part)]
+        args += [*out, "-f", "nut", ff_path(self.part)]
         self.proc = _popen(args, stdin=subprocess.PIPE, stderr_path=self._log())
 
     def _log(self) -> Path:
@@ -332,6 +338,9 @@ class SegmentEncoder:
 
     def _failed(self) -> None:
         rc = self.proc.wait() if self.proc else None
+        disk = disk_error(rc)
+        if disk:  # ffmpeg exits with -errno: 228 is "no space left", not an encoder problem
+            raise OutputError(f"{self.work}: cannot write the {self.name} video ({disk})")
         raise OutputError(
             f"ffmpeg could not encode the {self.name} video with --codec {self.settings.codec} "
             f"--pix-fmt {self.settings.pix_fmt} ({_tail(self._log()) or f'exit {rc}'})"
@@ -348,7 +357,11 @@ class SegmentEncoder:
         rc = self.proc.wait()
         if rc != 0:
             self._failed()
-        os.replace(self.part, self.segment_path(self.segment))
+        # Durable before it counts: the file is fsynced and renamed, then its record (frame
+        # count, size, sha256) is written; --resume trusts a segment only if both agree.
+        final = self.segment_path(self.segment)
+        replace_durably(self.part, final)
+        write_segment_record(final, self.in_segment)
         self.proc, self.part = None, None
 
     def abort(self) -> None:
@@ -360,10 +373,72 @@ class SegmentEncoder:
             self.part = None
 
 
+def disk_error(rc: int | None) -> str | None:
+    """ffmpeg's exit status is -errno & 0xFF: the words for the disk errors among them."""
+    if rc is None or rc <= 0:
+        return None
+    code = 256 - rc
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EEXIST):
+        return describe_os_error(OSError(code, os.strerror(code)))
+    return None
+
+
+SEGMENT = re.compile(r"^(?P<track>[a-z]+)_(?P<k>\d{6})\.nut$")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def record_path(segment: Path) -> Path:
+    return segment.with_name(segment.name + ".done")
+
+
+def write_segment_record(segment: Path, frames: int) -> None:
+    """Write `<segment>.done`: the frames, size and sha256 of a finished segment."""
+    record = {"frames": frames, "size": segment.stat().st_size, "sha256": _sha256(segment)}
+    write_text_atomic(record_path(segment), json.dumps(record) + "\n")
+
+
+def segment_frames_if_valid(segment: Path) -> int | None:
+    """The frame count of a finished segment whose file matches its record (size and sha256),
+    else None: a 0-byte, truncated or altered segment, or one without a record, is not kept."""
+    try:
+        record = json.loads(record_path(segment).read_text())
+        st = os.lstat(segment)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != record["size"]:
+            return None
+        if _sha256(segment) != record["sha256"]:
+            return None
+        frames = int(record["frames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return frames if frames > 0 else None
+
+
+def valid_segments(work: Path, name: str) -> dict[int, int]:
+    """{segment index: frames} of `name`'s verified segments in `work`."""
+    found = {}
+    with contextlib.suppress(OSError):
+        for p in work.iterdir():
+            m = SEGMENT.match(p.name)
+            if m and m.group("track") == name:
+                frames = segment_frames_if_valid(p)
+                if frames is not None:
+                    found[int(m.group("k"))] = frames
+    return found
+
+
 def finished_segments(work: Path, name: str) -> int:
-    """How many segments `name_000000.nut`, `name_000001.nut`, ... exist, counted from 0."""
+    """How many verified segments `name_000000.nut`, `name_000001.nut`, ... there are, counted
+    from 0 without a gap."""
+    done = valid_segments(work, name)
     k = 0
-    while (work / f"{name}_{k:06d}.nut").is_file():
+    while k in done:
         k += 1
     return k
 
@@ -422,14 +497,14 @@ def concat_and_mux(
     suffix = target.suffix.lower()
     errors = []
     for plan in mux_plans(info, suffix, with_audio):
-        args = ["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(list_file)]
+        args = ["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", ff_path(list_file)]
         has_source = plan.audio != "none" or plan.subtitles != "none"
         if has_source:
             if start:
                 args += ["-ss", _time(start)]
             if duration is not None:
                 args += ["-t", _time(duration)]
-            args += ["-i", str(info.path)]
+            args += ["-i", ff_path(info.path)]
         args += ["-map", "0:v:0"]
         if plan.audio != "none":
             args += ["-map", "1:a", "-c:a", plan.audio]
@@ -441,7 +516,7 @@ def concat_and_mux(
             args += ["-movflags", "+faststart"]
         with tempfile.NamedTemporaryFile(suffix=".log", dir=list_file.parent, delete=False) as f:
             log = Path(f.name)
-        proc = _popen([*args, str(target)], stderr_path=log)
+        proc = _popen([*args, ff_path(target)], stderr_path=log)
         rc = proc.wait()
         tail = _tail(log, 2)
         log.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ ffmpeg guesses from its timestamps (`tbr`) disagree.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -22,6 +23,12 @@ from fractions import Fraction
 from pathlib import Path
 
 from dgn_cli.errors import InputError
+
+
+def ff_path(path: str | Path) -> str:
+    """A local path as ffmpeg must see it: `file:` + the absolute path, so that a file named
+    `concat:a.mp4|b.mp4` or `http:x` is never read as one of ffmpeg's protocols."""
+    return "file:" + os.path.abspath(path)
 
 
 def ffmpeg_exe() -> str:
@@ -216,19 +223,37 @@ def parse_report(text: str, path: Path) -> VideoInfo:
     )
 
 
+PROBE_TIMEOUT_S = 120
+
+
+def scan_timeout(path: Path) -> float:
+    """Seconds `scan` may take: generous for the file's size (reading at >= 10 MB/s)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    return 300.0 + size / 10e6
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Describe `path`'s streams (module docstring). Raises InputError for a missing file,
     a file ffmpeg cannot open (not a video, truncated header) or one without a video stream."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=120,
-    )
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ff_path(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputError(
+            f"{path}: ffmpeg needed more than {PROBE_TIMEOUT_S} s to read its header; "
+            "not a readable video"
+        ) from None
     text = proc.stderr
     if "Input #0" not in text:
         reason = _last_error(text) or "ffmpeg cannot open it"
@@ -254,13 +279,21 @@ def scan(info: VideoInfo) -> list[str]:
     `framecrc` listing; returns the problems found (a truncated or damaged container), so they
     are known before hours of work."""
     out = ["-f", "framecrc", "pipe:1"] if info.vfr else ["-f", "null", "-"]
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats", "-i", str(info.path)]
-        + ["-map", f"0:{info.video.index}", "-c", "copy", *out],
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
+    limit = scan_timeout(info.path)
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats"]
+            + ["-i", ff_path(info.path), "-map", f"0:{info.video.index}", "-c", "copy", *out],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=limit,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputError(
+            f"{info.path}: ffmpeg needed more than {limit:.0f} s to read the video stream; "
+            "the file is damaged or on a very slow disk"
+        ) from None
     text = proc.stderr
     problems = [
         re.sub(r"^(\[[^\]]*\]\s*)+", "", ln.strip())
@@ -292,3 +325,24 @@ def _read_framecrc(info: VideoInfo, listing: str) -> None:
     info.time_base = Fraction(int(tb.group(1)), int(tb.group(2)))
     info.frame_pts = sorted(pts)
     info.last_duration = max(durations[-1], 1) if durations else 1
+
+
+def count_frames(path: str | Path) -> int | None:
+    """The video packets (= frames for the codecs we write) of `path`'s first video stream, read
+    without decoding; None when ffmpeg cannot read the file."""
+    path = Path(path)
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats"]
+            + ["-i", ff_path(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=scan_timeout(path),
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    counts = re.findall(r"frame=\s*(\d+)", proc.stderr)
+    if proc.returncode != 0 or not counts:
+        return None
+    return int(counts[-1])

@@ -335,11 +335,11 @@ def test_tiled_timing_of_a_video_model(tmp_path, tiny_config, models):
     torch.manual_seed(0)
     video = save_dgn(DGN(tiny_config(frames=5)), tmp_path / "video.safetensors")
     result = invoke(
-        "--weights", str(video), "--depth-model", models["depth"], "--size", "64x48",
-        "--runs", "1", "--warmup", "0", "--tile", "32", "--tile-overlap", "8", "--json",
+        "--weights", str(video), "--depth-model", models["depth"], "--size", "128x96",
+        "--runs", "1", "--warmup", "0", "--tile", "64", "--tile-overlap", "8", "--json",
     )  # fmt: skip
     doc = json.loads(result.stdout)
-    assert doc["frames"] == 5 and doc["tile"] == 32 and doc["tile_used"] == 32
+    assert doc["frames"] == 5 and doc["tile"] == 64 and doc["tile_used"] == 64
     assert doc["tiles"] > 1 and doc["timing_ms"]["end_to_end"]["median"] > 0
 
 

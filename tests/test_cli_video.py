@@ -185,10 +185,13 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(models, tmp_path, monkey
     assert "--resume" in result.output
     assert not out.exists()
     assert sorted(p.name for p in work_dir(out).iterdir()) == [
+        "lock",
         "main_000000.nut",
+        "main_000000.nut.done",
         "main_000001.nut",
+        "main_000001.nut.done",
         "manifest.json",
-    ]  # the unfinished third segment and the logs are gone
+    ]  # the unfinished third segment and the logs are gone; each segment has its record
     # Without --resume or --overwrite the finished work is not thrown away.
     refused = run(models, src, out, "--segment-frames", 10)
     assert refused.exit_code == 1 and "--resume" in refused.output

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from dgn_cli.errors import DgnError
+from dgn_cli.fsutil import describe_os_error
 
 # Human-facing output goes to stderr so that stdout stays clean for --json.
 err_console = Console(stderr=True, highlight=False)
@@ -35,6 +36,11 @@ def cli_errors(func):
             return func(*args, **kwargs)
         except DgnError as e:
             raise fail(str(e)) from None
+        except OSError as e:  # disk full, read-only, no permission: one line naming the file
+            where = e.filename2 or e.filename
+            raise fail(
+                f"{where}: {describe_os_error(e)}" if where else describe_os_error(e)
+            ) from None
 
     return wrapper
 

@@ -38,6 +38,7 @@ from dgn_cli.commands.image import (
     BatchProgress,
     InputsArg,
     Job,
+    MaxPixelsOpt,
     TileOpt,
     TileOverlapOpt,
     build_engine,
@@ -81,6 +82,7 @@ def register(app: typer.Typer) -> None:
             DepthFormat | None,
             typer.Option("--format", help="raw map format: png (default) or tiff, 16-bit"),
         ] = None,
+        max_pixels: MaxPixelsOpt = io.DEFAULT_MAX_PIXELS,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -117,12 +119,13 @@ def register(app: typer.Typer) -> None:
             return [] if cmap == "none" else [dst.with_name(dst.stem + ".color.png")]
 
         def process(job: Job, prog: BatchProgress) -> dict[str, Any]:
-            x = io.to_tensor(io.read_image(job.src).rgb)
+            x = io.to_tensor(io.read_image(job.src, max_pixels=max_pixels).rgb)
             d = engine.estimate_depth(x)
             if refined:
                 _, d = engine.restore(x, d, progress=prog.on_tile)
             del x
-            write_depth16(job.dst, d)
+            if job.wants(job.dst):
+                write_depth16(job.dst, d)
             result: dict[str, Any] = {
                 "width": d.shape[-1],
                 "height": d.shape[-2],
@@ -133,7 +136,8 @@ def register(app: typer.Typer) -> None:
             }
             if cmap != "none":
                 color = extras(job.dst)[0]
-                io.write_image(color, colorize(d[0, 0].numpy(), cmap))
+                if job.wants(color):
+                    io.write_image(color, colorize(d[0, 0].numpy(), cmap))
                 result["color"] = str(color)
             return result
 

@@ -82,6 +82,15 @@ QualityOpt = Annotated[
     int | None,
     typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality (default 95)"),
 ]
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="refuse images whose header declares more pixels than this (checked before "
+        "decoding; raise it for huge panoramas)",
+    ),
+]
 InputsArg = Annotated[
     list[str], typer.Argument(help="image files, folders (searched recursively) or globs")
 ]
@@ -123,7 +132,8 @@ def build_engine(
         tile_text = {None: "auto", 0: "whole image"}.get(cfg.tile, f"{cfg.tile} px")
         parts = [f"{info['device_name']}", info["precision"]]
         if load_dgn:
-            parts.append(f"weights {info['weights']}")
+            sha = f" (sha256 {info['weights_sha256']})" if info.get("weights_sha256") else ""
+            parts.append(f"weights {info['weights']}{sha}")
             if kind != "image":
                 parts.append(f"{engine.dgn.config.frames}-frame window")
         if engine.uses_depth:
@@ -175,6 +185,12 @@ class BatchProgress(AbstractContextManager):
 class Job:
     src: Path
     dst: Path
+    # The outputs this run writes (the main one and its extras); None = all of them. A rerun
+    # of a batch whose extras failed (disk full) writes only the missing ones.
+    write: set[Path] | None = None
+
+    def wants(self, path: Path) -> bool:
+        return self.write is None or path in self.write
 
 
 @dataclass
@@ -253,15 +269,24 @@ def run_batch(
                 if any(t in planned for t in resolved):
                     raise OutputError(f"{job.dst}: two inputs would write this same output")
                 planned.update(resolved)
-                if not overwrite and any(t.exists() for t in targets):
+                # An item is done only when all its outputs exist: a rerun makes the missing
+                # ones (e.g. a --compare that failed on a full disk) and keeps the others.
+                missing = [t for t in targets if not t.exists()]
+                if not overwrite and not missing:
                     rec.status = "skipped"
                     if not quiet:
                         err_console.print(
                             f"[yellow]skip[/] {job.dst} exists (use --overwrite to replace it)"
                         )
                 else:
+                    job.write = None if overwrite or len(missing) == len(targets) else set(missing)
                     t0 = time.perf_counter()
                     rec.extra = process(job, prog)
+                    if job.write is not None:
+                        rec.extra["completed"] = [str(t) for t in missing]
+                        rec.extra.setdefault("notes", []).append(
+                            "made the missing " + ", ".join(t.name for t in missing)
+                        )
                     rec.extra["seconds"] = round(time.perf_counter() - t0, 3)
                     for note in rec.extra.get("notes", []):
                         if not quiet:
@@ -352,6 +377,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--compare", help="also write <name>.compare: blurred | depth | sharp"),
         ] = False,
+        max_pixels: MaxPixelsOpt = io.DEFAULT_MAX_PIXELS,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -383,15 +409,17 @@ def register(app: typer.Typer) -> None:
             return out
 
         def process(job: Job, prog: BatchProgress) -> dict[str, Any]:
-            pic = io.read_image(job.src)
+            pic = io.read_image(job.src, max_pixels=max_pixels)
             x = io.to_tensor(pic.rgb)
             restored, depth, refined = engine.deblur(x, progress=prog.on_tile)
             del x
             sharp = io.from_tensor(restored, pic.rgb.dtype, gray=pic.gray)
             del restored
-            notes = io.write_image(
-                job.dst, sharp, alpha=pic.alpha, exif=pic.exif, icc=pic.icc, quality=quality
-            )
+            notes = list(pic.notes)
+            if job.wants(job.dst):
+                notes += io.write_image(
+                    job.dst, sharp, alpha=pic.alpha, exif=pic.exif, icc=pic.icc, quality=quality
+                )
             guide = refined if refined is not None else depth
             result: dict[str, Any] = {
                 "width": pic.width,
@@ -409,9 +437,11 @@ def register(app: typer.Typer) -> None:
             paths = iter(extras(job.dst))
             if save_depth and guide is not None:
                 result["depth"] = str(path := next(paths))
-                write_depth16(path, guide)
+                if job.wants(path):
+                    write_depth16(path, guide)
             if compare:
                 result["compare"] = str(path := next(paths))
+            if compare and job.wants(path):
                 d = guide[0, 0].numpy() if guide is not None else np.zeros(sharp.shape[:2])
                 rgb_sharp = sharp if sharp.ndim == 3 else np.repeat(sharp[:, :, None], 3, 2)
                 panel = compare_panel(pic.rgb, colorize(d), rgb_sharp)

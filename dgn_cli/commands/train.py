@@ -431,6 +431,7 @@ def register(app: typer.Typer) -> None:
             export_dtype=export_dtype.value,
             overwrite_export=overwrite,
         )
+        training.export_path(run)  # --export NAME and the export folder's manifest, up front
         if data != "synth" and not Path(data).exists() and not resume:
             raise InputError(
                 f"{data}: no such folder; --data takes a GOPRO-layout folder or 'synth'"
