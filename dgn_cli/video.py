@@ -15,6 +15,10 @@ Pipeline (three threads, bounded queues, so memory holds a few frames whatever t
   refines it; frames are converted to tensors once and reused while they are in the window.
   With an image DGN (frames == 1, `--model image`) the window is the frame itself. Large
   frames are tiled by the engine exactly like images.
+- Scene cuts (video_scenes): each decoded frame gets a cheap signature in the decoder thread;
+  a frame far from its predecessor (adaptive threshold, `scene_threshold`, 0 = off) starts a
+  new shot, and the window is reflected inside each shot as at the clip's ends, so no frame
+  is restored with frames of another shot. The cuts are listed in the result.
 - Encoding: frames go to ffmpeg in segments of `segment_frames` frames (NUT files in a hidden
   work folder beside the output, `.<name>.dgn-work/`), at the source's average frame rate, so
   the output has the same frame count, rate and duration. The finished segments are joined
@@ -66,6 +70,7 @@ from dgn_cli.video_ffmpeg import (
     write_concat_list,
 )
 from dgn_cli.video_probe import VideoInfo, probe, scan
+from dgn_cli.video_scenes import DEFAULT_SCENE_THRESHOLD, SceneDetector, signature
 from dgn_cli.video_window import SlidingWindow
 
 Progress = Callable[[int, int | None], None]
@@ -87,6 +92,7 @@ class VideoOptions:
     resume: bool = False
     overwrite: bool = False
     queue_size: int = 4  # frames buffered between decoder, model and encoder
+    scene_threshold: float = DEFAULT_SCENE_THRESHOLD  # scene-cut sensitivity; 0 = no cuts
 
 
 @dataclass
@@ -104,6 +110,7 @@ class VideoResult:
     source: dict[str, Any]
     timing: dict[str, float]
     notes: list[str]
+    scene_cuts: list[dict[str, float]] = field(default_factory=list)  # frame, time, score
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +123,7 @@ class _Frame:
     x: torch.Tensor  # (1, 3, H, W) float32 [0, 1]
     raw: np.ndarray | None  # (H, W, 3) as decoded, kept only for --compare
     depth: torch.Tensor | None = None  # initial depth, computed once when needed
+    sig: tuple | None = None  # scene signature (video_scenes), dropped once compared
 
 
 def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str]]:
@@ -166,6 +174,7 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
         "duration": opts.duration,
         "segment_frames": opts.segment_frames,
         "tracks": tracks,
+        "scene_threshold": opts.scene_threshold,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return {"version": MANIFEST_VERSION, "key": key, "digest": digest}
@@ -394,11 +403,13 @@ def deblur_video(
     window = SlidingWindow(radius)
     scale = 65535.0 if info.high_bit_depth else 255.0
     keep_raw = "compare" in extra
+    scenes = SceneDetector(opts.scene_threshold)
 
     def to_frame(arr: np.ndarray) -> _Frame:
         """In the decoder thread: (H, W, 3) integers -> (1, 3, H, W) float32 [0, 1]."""
         x = torch.from_numpy(arr.astype(np.float32)).div_(scale).permute(2, 0, 1)[None]
-        return _Frame(x.contiguous(), arr if keep_raw else None)
+        sig = signature(arr) if opts.scene_threshold > 0 else None
+        return _Frame(x.contiguous(), arr if keep_raw else None, sig=sig)
 
     try:
         decoder = FrameDecoder(
@@ -434,7 +445,9 @@ def deblur_video(
                 progress(t + 1, total)
 
         for item in decoder:
-            for t in window.push(item):
+            cut = scenes.push(item.sig)
+            item.sig = None
+            for t in window.push(item, cut):
                 process(t)
         for t in window.finish():
             process(t)
@@ -489,6 +502,14 @@ def deblur_video(
             "waiting_for_encoder_s": round(writer.wait_s, 3),
         },
         notes=notes,
+        scene_cuts=[
+            {
+                "frame": c,
+                "time": round(times.duration(0, c) if times else c / float(info.fps), 6),
+                "score": score,
+            }
+            for c, score in zip(scenes.cuts, scenes.scores, strict=True)
+        ],
     )
 
 

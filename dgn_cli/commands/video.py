@@ -54,6 +54,7 @@ from dgn_cli.video import (
     work_dir,
 )
 from dgn_cli.video_ffmpeg import EncodeSettings, finished_segments
+from dgn_cli.video_scenes import DEFAULT_SCENE_THRESHOLD
 
 
 class VideoModel(StrEnum):
@@ -175,6 +176,17 @@ def register(app: typer.Typer) -> None:
                 "--segment-frames", min=1, help="frames per finished segment (--resume unit)"
             ),
         ] = DEFAULT_SEGMENT_FRAMES,
+        scene_threshold: Annotated[
+            float,
+            typer.Option(
+                "--scene-threshold",
+                min=0.0,
+                max=1.0,
+                help="scene-cut sensitivity: a frame this different from the previous one "
+                "(0-1, adaptive) starts a new shot and the five-frame window stays inside "
+                "each shot; 0 = no cut detection",
+            ),
+        ] = DEFAULT_SCENE_THRESHOLD,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -194,6 +206,7 @@ def register(app: typer.Typer) -> None:
             segment_frames=segment_frames,
             resume=resume,
             overwrite=overwrite,
+            scene_threshold=scene_threshold,
         )
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
         engine: Engine = _engine(
@@ -226,6 +239,9 @@ def register(app: typer.Typer) -> None:
                 else f"{n_audio} audio stream(s) "
                 + ("copied" if a["audio"] == "copy" else f"transcoded to {a['audio']}")
             )
+            if result.scene_cuts:
+                cuts = ", ".join(str(c["frame"]) for c in result.scene_cuts)
+                err_console.print(f"scene cuts before frame(s) {cuts}: each shot deblurred apart")
             err_console.print(
                 f"wrote {result.output}: {result.frames} frames at {result.fps:.3f} fps "
                 f"({result.duration:.2f} s), {audio}; {result.frames_per_second:.2f} frames/s, "
