@@ -60,6 +60,7 @@ import torch
 from dgn_cli.engine import Engine
 from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path
+from dgn_cli.video_codecs import check_encoding, choose_encoding
 from dgn_cli.video_ffmpeg import (
     EncodeSettings,
     FrameDecoder,
@@ -83,7 +84,7 @@ COMPARE_GAP = 8  # white px between input and output in the compare video
 class VideoOptions:
     """What to write besides the engine's settings (CLI: `dgn deblur-video --help`)."""
 
-    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    encode: EncodeSettings | None = None  # None: the output container's codec (video_codecs)
     start: float | None = None  # seconds into the input
     duration: float | None = None  # seconds from start
     compare: Path | None = None  # side-by-side input | output video
@@ -131,6 +132,11 @@ def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str
     not a video, has no video stream, or is truncated/damaged; with `opts.duration` set a
     damaged file is accepted (with a note), so the good part of it can be saved."""
     info = probe(src)
+    if info.container in _STILL_FORMATS or info.container.endswith("_pipe"):
+        raise InputError(
+            f"{info.path}: a still image ({info.video.codec}), not a video; "
+            f"use dgn deblur-image {info.path}"
+        )
     problems = scan(info)
     notes = []
     if problems and opts.duration is None:
@@ -141,6 +147,38 @@ def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str
     if problems:
         notes.append(f"the input is damaged ({problems[0]}); decoding what can be read")
     return info, notes
+
+
+_STILL_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "tiff_pipe", "bmp_pipe")
+
+
+def prepare_outputs(
+    src: Path, dst: Path, opts: VideoOptions, info: VideoInfo, notes: list[str]
+) -> VideoOptions:
+    """Check every output before any frame is decoded: paths (not the input, not existing
+    unless overwrite, not a folder), containers, and the encoding options against the codec
+    (a two-frame trial encode, video_codecs). Returns `opts` with the encoding settled (the
+    container's codec when none was given, the source's colour matrix); odd sizes in 4:2:0
+    are noted (the edge is repeated to the next even size)."""
+    extra = {"compare": opts.compare, "depth": opts.depth}
+    extra = {k: Path(v) for k, v in extra.items() if v is not None}
+    _check_targets(src, [dst, *extra.values()], opts.overwrite)
+    settings = dataclasses.replace(opts.encode) if opts.encode else choose_encoding(dst)
+    if settings.color_matrix is None:
+        settings.color_matrix, settings.color_range = info.color_matrix, info.color_range
+    widths = {dst: info.width, **{p: info.width for p in extra.values()}}
+    if "compare" in extra:
+        widths[extra["compare"]] = 2 * info.width + COMPARE_GAP
+    for path, width in widths.items():
+        check_encoding(settings, path, width, info.height, info.fps)
+    pad_w, pad_h = settings.pad(info.width, info.height)
+    if pad_w or pad_h:
+        notes.append(
+            f"{info.width}x{info.height} has an odd side, which {settings.pix_fmt} cannot hold: "
+            f"written as {info.width + pad_w}x{info.height + pad_h} with the edge repeated "
+            "(--pix-fmt yuv444p keeps the exact size)"
+        )
+    return dataclasses.replace(opts, encode=settings)
 
 
 def work_dir(output: Path) -> Path:
@@ -351,23 +389,10 @@ def deblur_video(
     notes = list(notes or [])
     if info is None:
         info, notes = open_input(src, opts)
+    opts = prepare_outputs(src, dst, opts, info, notes)  # the caller's options stay as given
+    settings = opts.encode
     extra = {"compare": opts.compare, "depth": opts.depth}
     extra = {k: Path(v) for k, v in extra.items() if v is not None}
-    _check_targets(src, [dst, *extra.values()], opts.overwrite)
-    settings = dataclasses.replace(opts.encode)  # the caller's options stay as given
-    if settings.color_matrix is None:
-        settings.color_matrix, settings.color_range = info.color_matrix, info.color_range
-    opts = dataclasses.replace(opts, encode=settings)
-    if ("420" in settings.pix_fmt or "422" in settings.pix_fmt) and info.width % 2:
-        raise OutputError(
-            f"{src}: width {info.width} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
-            "use --pix-fmt yuv444p"
-        )
-    if "420" in settings.pix_fmt and info.height % 2:
-        raise OutputError(
-            f"{src}: height {info.height} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
-            "use --pix-fmt yuv444p"
-        )
     if opts.start and info.duration is not None and opts.start >= info.duration:
         raise InputError(
             f"{src}: --start {opts.start:g} s is past the end of the video ({info.duration:g} s)"

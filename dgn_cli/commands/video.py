@@ -10,6 +10,7 @@ parses options, shows the progress bar (frames, frames/s, ETA) and prints the su
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import threading
@@ -51,9 +52,11 @@ from dgn_cli.video import (
     VideoOptions,
     deblur_video,
     open_input,
+    prepare_outputs,
     work_dir,
 )
-from dgn_cli.video_ffmpeg import EncodeSettings, finished_segments
+from dgn_cli.video_codecs import CONTAINERS, choose_encoding
+from dgn_cli.video_ffmpeg import finished_segments
 from dgn_cli.video_scenes import DEFAULT_SCENE_THRESHOLD
 
 
@@ -116,8 +119,20 @@ def _engine(model: VideoModel, weights, depth_model, device, precision, tile, ov
     return engine
 
 
-def _default_output(src: Path) -> Path:
-    return src.with_name(f"{src.stem}_sharp{src.suffix or '.mp4'}")
+def _default_name(src: Path) -> str:
+    suffix = src.suffix if src.suffix.lower() in CONTAINERS else ".mp4"
+    return f"{src.stem}_sharp{suffix}"
+
+
+def _output_path(src: Path, output: str | None) -> Path:
+    """-o FILE as given; -o FOLDER (existing, or written with a trailing slash) -> the
+    default name inside it; no -o -> the default name beside the input."""
+    if output is None:
+        return src.with_name(_default_name(src))
+    if Path(output).is_dir() or output.endswith(("/", os.sep)):
+        Path(output).mkdir(parents=True, exist_ok=True)
+        return Path(output) / _default_name(src)
+    return Path(output)
 
 
 def register(app: typer.Typer) -> None:
@@ -126,8 +141,13 @@ def register(app: typer.Typer) -> None:
     def deblur_video_cmd(
         input: Annotated[Path, typer.Argument(help="the video to deblur", show_default=False)],
         output: Annotated[
-            Path | None,
-            typer.Option("--output", "-o", help="output video (default: <input>_sharp.<ext>)"),
+            str | None,  # a str: Path() would drop the trailing slash of "-o outdir/"
+            typer.Option(
+                "--output",
+                "-o",
+                help="output video, or a folder for <input>_sharp.<ext> in it "
+                "(default: beside the input)",
+            ),
         ] = None,
         model: Annotated[
             VideoModel,
@@ -142,17 +162,31 @@ def register(app: typer.Typer) -> None:
         tile: TileOpt = None,
         tile_overlap: TileOverlapOpt = DEFAULT_OVERLAP,
         codec: Annotated[
-            str, typer.Option("--codec", help="ffmpeg video encoder (libx264, libx265, ...)")
-        ] = "libx264",
+            str | None,
+            typer.Option(
+                "--codec",
+                help="ffmpeg video encoder (default from the output's container: "
+                "mp4/mov/mkv libx264, webm libvpx-vp9, avi mpeg4; or libx265, ...)",
+                show_default=False,
+            ),
+        ] = None,
         crf: Annotated[
-            int, typer.Option("--crf", min=0, max=63, help="quality (lower = better)")
-        ] = 18,
+            int | None,
+            typer.Option(
+                "--crf",
+                min=0,
+                max=63,
+                help="quality, lower = better (x264 18, x265 20, VP9 30; mpeg4: -q:v 3)",
+                show_default=False,
+            ),
+        ] = None,
         preset: Annotated[
             str | None, typer.Option("--preset", help="encoder preset (x264/x265: medium)")
         ] = None,
         pix_fmt: Annotated[
-            str, typer.Option("--pix-fmt", help="yuv420p, or e.g. yuv420p10le for 10-bit")
-        ] = "yuv420p",
+            str | None,
+            typer.Option("--pix-fmt", help="yuv420p (default), or e.g. yuv420p10le for 10-bit"),
+        ] = None,
         start: Annotated[
             str | None, typer.Option("--start", help="start at this time (s or HH:MM:SS.ms)")
         ] = None,
@@ -196,9 +230,9 @@ def register(app: typer.Typer) -> None:
         t_start, t_len = parse_time(start, "--start"), parse_time(duration, "--duration")
         if t_len is not None and t_len <= 0:
             raise typer.BadParameter("must be more than 0", param_hint="--duration")
-        output = output or _default_output(input)
+        output = _output_path(input, output)
         opts = VideoOptions(
-            encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
+            encode=choose_encoding(output, codec, crf, preset, pix_fmt),
             start=t_start,
             duration=t_len,
             compare=output.with_name(f"{output.stem}.compare{output.suffix}") if compare else None,
@@ -209,6 +243,7 @@ def register(app: typer.Typer) -> None:
             scene_threshold=scene_threshold,
         )
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
+        prepare_outputs(input, output, opts, info, [])  # so does a bad output or option
         engine: Engine = _engine(
             model, weights, depth_model, device, precision, tile, tile_overlap, quiet
         )
