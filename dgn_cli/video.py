@@ -414,7 +414,7 @@ def deblur_video(
     done_segments = _prepare_work(work, manifest, tracks, opts, notes)
     skip = done_segments * opts.segment_frames
     radius = engine.dgn.config.frames // 2
-    total = _expected_frames(info, opts)
+    total = expected_frames(info, opts)
 
     widths = {"main": info.width, "compare": 2 * info.width + COMPARE_GAP, "depth": info.width}
     encoders = {
@@ -538,8 +538,11 @@ def deblur_video(
     )
 
 
-def _expected_frames(info: VideoInfo, opts: VideoOptions) -> int | None:
-    """About how many frames the run will see (progress bar only)."""
+def expected_frames(info: VideoInfo, opts: VideoOptions) -> int | None:
+    """About how many frames the run will see, --start and --duration included (progress bar
+    only): the scanned packet count for a whole file, else duration x fps."""
+    if opts.start is None and opts.duration is None and info.packets:
+        return info.packets
     if info.duration is None:
         return None
     length = max(0.0, info.duration - (opts.start or 0.0))

@@ -35,6 +35,7 @@ from dgn_cli.commands.common import (
     WeightsOpt,
     cli_errors,
     err_console,
+    out_console,
     print_json,
 )
 from dgn_cli.commands.image import TileOpt, TileOverlapOpt
@@ -102,38 +103,38 @@ def _progress(enabled: bool) -> Progress:
 def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i == 0 else "right")
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
     for r in rows:
         table.add_row(*r)
     return table
 
 
 def _print_human(report: dict, per_image: bool) -> None:
-    err_console.print(f"[dim]{report_fmt.setup_line(report)}[/]", soft_wrap=True)
-    err_console.print(
-        _rich_table("size, compute and time per frame", *report_fmt.speed_rows(report))
-    )
+    """The results (setup line and tables) on stdout; skips and notes on stderr."""
+    out = out_console()
+    out.print(f"[dim]{report_fmt.setup_line(report)}[/]", soft_wrap=True)
+    out.print(_rich_table("size, compute and time per frame", *report_fmt.speed_rows(report)))
     if report.get("quality"):
         ds = report["dataset"]
         title = f"quality: {ds['kind']} {ds['root']} ({ds['split']}, {report['images']} images)"
-        err_console.print(_rich_table(title, *report_fmt.quality_rows(report)))
-        err_console.print(f"[dim]{report_fmt.METRICS_NOTE}; {report_fmt.THIRDS_NOTE}[/]")
+        out.print(_rich_table(title, *report_fmt.quality_rows(report)))
+        out.print(f"[dim]{report_fmt.METRICS_NOTE}; {report_fmt.THIRDS_NOTE}[/]")
         line = report_fmt.depth_error_line(report)
         if line:
-            err_console.print(line, soft_wrap=True)
+            out.print(line, soft_wrap=True)
     if per_image and report.get("per_image"):
         names = [q["name"] for q in report["quality"]]
         table = Table(title="PSNR / SSIM per image", title_justify="left")
-        table.add_column("image")
+        table.add_column("image", no_wrap=True)
         for n in names:
-            table.add_column(n, justify="right")
+            table.add_column(n, justify="right", no_wrap=True)
         for p in report["per_image"]:
             cells = []
             for n in names:
                 s = p["rows"].get(n)
                 cells.append("-" if s is None else f"{s['psnr']:.2f} / {s['ssim']:.4f}")
             table.add_row(p["name"], *cells)
-        err_console.print(table)
+        out.print(table)
     for s in report.get("skipped") or []:
         err_console.print(f"[yellow]skipped[/] {s['name']}: {s['reason']}", soft_wrap=True)
     for note in report.get("notes") or []:

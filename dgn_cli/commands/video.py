@@ -51,6 +51,7 @@ from dgn_cli.video import (
     DEFAULT_SEGMENT_FRAMES,
     VideoOptions,
     deblur_video,
+    expected_frames,
     open_input,
     prepare_outputs,
     work_dir,
@@ -248,7 +249,7 @@ def register(app: typer.Typer) -> None:
             model, weights, depth_model, device, precision, tile, tile_overlap, quiet
         )
         with _progress(quiet) as bar:
-            task = bar.add_task(input.name, total=info.frames_estimate)
+            task = bar.add_task(input.name, total=expected_frames(info, opts))
 
             def on_frame(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=max(total or 0, done) or None)

@@ -19,7 +19,15 @@ import typer
 from rich.table import Table
 
 from dgn_cli.checkpoints import checkpoint_state, expected_sha256, fetch_checkpoint, verify_file
-from dgn_cli.commands.common import JsonOpt, QuietOpt, cli_errors, err_console, fail, print_json
+from dgn_cli.commands.common import (
+    JsonOpt,
+    QuietOpt,
+    cli_errors,
+    err_console,
+    fail,
+    out_console,
+    print_json,
+)
 from dgn_cli.errors import DgnError
 from dgn_cli.registry import Entry, get_entry, load_manifest
 
@@ -88,9 +96,9 @@ def list_weights(json_out: JsonOpt = False) -> None:
         print_json(rows)
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("name", no_wrap=True)
-    for column in ("kind", "status", "licence", "source"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "kind", "status", "licence"):
+        table.add_column(column, no_wrap=True)  # short words: never broken in the middle
+    table.add_column("source", overflow="fold")  # a long URL may fold on a narrow terminal
     for row in rows:
         table.add_row(
             row["name"],
@@ -100,7 +108,7 @@ def list_weights(json_out: JsonOpt = False) -> None:
             row["source"],
             style=_STYLES.get(row["status"]),
         )
-    err_console.print(table)
+    out_console().print(table)
     for status in dict.fromkeys(row["status"] for row in rows):
         if status in _HINTS:
             err_console.print(f"  {_HINTS[status]}", style="dim", highlight=False)
@@ -127,7 +135,7 @@ def fetch(names: NamesArg, quiet: QuietOpt = False, json_out: JsonOpt = False) -
         )
         if not quiet and not json_out:
             note = "" if pinned else " (not pinned in weights/manifest.json: pin this digest)"
-            err_console.print(f"{name}: {path}\n  sha256 {digest}{note}", soft_wrap=True)
+            out_console().print(f"{name}: {path}\n  sha256 {digest}{note}", soft_wrap=True)
     if json_out:
         print_json(results)
     if failed:
@@ -167,7 +175,7 @@ def verify(
             detail = row.get("error") or row["result"]
             if row["result"] == "unpinned":
                 detail = f"no pinned sha256; file digest {row['sha256']}"
-            err_console.print(f"{mark} {entry.name}: {detail}", soft_wrap=True)
+            out_console().print(f"{mark} {entry.name}: {detail}", soft_wrap=True)
     if json_out:
         print_json(results)
     if failed:
