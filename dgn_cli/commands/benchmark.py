@@ -100,6 +100,14 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+GOPRO_HINT = (
+    "no quality numbers: --dataset gopro needs --data GOPRO_Large/ (the GoPro deblurring "
+    "dataset of Nah et al., CVPR 2017, from https://seungjunnah.github.io/Datasets/gopro; "
+    "layout GOPRO_Large/test/SEQ/{blur,sharp}/*.png), or use --dataset synth "
+    "(made offline by dgn data synth)"
+)
+
+
 def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for i, h in enumerate(headers):
@@ -214,6 +222,13 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--params-only prints sizes only; drop it to use --dataset")
         if data_root is not None and dataset is None:
             raise typer.BadParameter("--data needs --dataset gopro (or synth)")
+        # Everything the quality part needs is checked here, before minutes of timing.
+        quality_hint = None
+        if dataset is Dataset.gopro and data_root is None:
+            quality_hint = GOPRO_HINT
+            dataset = None
+        elif dataset is not None:
+            bq.open_dataset(dataset.value, data_root, split=split)  # a clear error, now
         width, height = bench.parse_size(size)
         timing_cfg = bench.TimingConfig(width, height, runs, warmup, seed)
         show = not (quiet or as_json or markdown)
@@ -276,12 +291,16 @@ def register(app: typer.Typer) -> None:
         if dataset is not None:
             report.update(_evaluate(engine, dataset, data_root, split, limit, ablation,
                                     baseline_weights, show))  # fmt: skip
+        if quality_hint:
+            report["notes"].append(quality_hint)
         if as_json:
             print_json(_jsonable(report))
         elif markdown:
             typer.echo(report_fmt.to_markdown(report), nl=False)
         elif not quiet:
             _print_human(report, per_image)
+        if quality_hint and not quiet and (as_json or markdown):
+            err_console.print(f"[yellow]note:[/] {quality_hint}", soft_wrap=True)
 
 
 def _evaluate(engine, kind, root, split, limit, ablation, baseline_weights, show) -> dict:
