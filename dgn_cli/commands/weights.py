@@ -12,13 +12,20 @@ Exit code 1 when any named checkpoint fails (missing, mismatch); the others are 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlparse
 
 import typer
 from rich.table import Table
 
-from dgn_cli.checkpoints import checkpoint_state, expected_sha256, fetch_checkpoint, verify_file
+from dgn_cli.checkpoints import (
+    checkpoint_state,
+    expected_sha256,
+    fetch_checkpoint,
+    import_checkpoint,
+    verify_file,
+)
 from dgn_cli.commands.common import (
     JsonOpt,
     QuietOpt,
@@ -115,14 +122,30 @@ def list_weights(json_out: JsonOpt = False) -> None:
 
 
 @weights_app.command("fetch")
-def fetch(names: NamesArg, quiet: QuietOpt = False, json_out: JsonOpt = False) -> None:
-    """Download checkpoints into the Hugging Face cache (pinned revision) and verify them."""
+def fetch(
+    names: NamesArg,
+    local_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--local-dir",
+            help="take the files from this folder (e.g. filled by `hf download ... --local-dir "
+            "DIR` on a machine with network) instead of downloading",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download checkpoints into the Hugging Face cache (pinned revision) and verify them;
+    with --local-dir, take them from a folder (offline machines)."""
     if quiet or json_out:
         _quiet_hub()
     results, failed = [], False
     for name in names:
         try:
-            path, digest = fetch_checkpoint(name)
+            if local_dir is not None:
+                path, digest = import_checkpoint(name, local_dir)
+            else:
+                path, digest = fetch_checkpoint(name)
         except DgnError as e:
             failed = True
             results.append({"name": name, "ok": False, "error": str(e)})
