@@ -1,16 +1,20 @@
 """The Python API: deblur numpy images without the command line.
 
-    import numpy as np
-    from dgn_cli.api import Deblurrer
+    from dgn_cli import Deblurrer
 
     deblurrer = Deblurrer(weights="dgn-image", device="auto")    # loads the models once
-    sharp = deblurrer.deblur(image)      # same dtype and shape as `image`
+    sharp = deblurrer.deblur(image)      # same type, dtype and shape as `image`
+    sharps = deblurrer.deblur([a, b])    # a list in, a list out (one model, loaded once)
     depth = deblurrer.depth(image)       # (H, W) float32, normalised inverse depth, 1 = nearest
 
 `image` is an RGB (not BGR) numpy array: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, of
-uint8, uint16 or float (float in [0, 1]). The result has the same dtype and shape: gray is
-deblurred as RGB and converted back (channel mean), alpha is passed through unchanged.
-For files use `dgn_cli.io.read_image` / `write_image`, which also handle EXIF and ICC.
+uint8, uint16 or float (float in [0, 1]), read-only arrays included; or a PIL image, for which
+a PIL image comes back (modes L, RGB, RGBA and I;16 kept; others, e.g. P, read as RGB(A)).
+The result has the same dtype and shape: gray is deblurred as RGB and converted back (channel
+mean), alpha is passed through unchanged. A list is processed image by image on the one
+engine (the engine runs one frame at a time, tiled, so memory stays bounded and the images may
+differ in size). For files use `dgn_cli.io.read_image` / `write_image`, which also handle EXIF
+and ICC.
 """
 
 from __future__ import annotations
@@ -48,19 +52,25 @@ class Deblurrer:
             )
         )
 
-    def deblur(self, image: np.ndarray, progress: Progress | None = None) -> np.ndarray:
-        """Deblurred copy of `image`, same dtype and shape."""
-        rgb, alpha, gray, dtype = _split(image)
+    def deblur(self, image, progress: Progress | None = None):
+        """Deblurred copy of `image` (numpy array or PIL image), same type, dtype and shape; a
+        list or tuple of images -> a list of results."""
+        if isinstance(image, list | tuple):
+            return [self.deblur(im, progress) for im in image]
+        pil_mode = getattr(image, "mode", None) if _is_pil(image) else None
+        array = _from_pil(image) if pil_mode else np.asarray(image)
+        rgb, alpha, gray, dtype = _split(array)
         restored, _, _ = self.engine.deblur(to_tensor(rgb), progress)
         out = from_tensor(restored, dtype, gray=gray)
         if alpha is not None:
             out = np.dstack([out, alpha])
-        return out.reshape(np.shape(image))
+        out = out.reshape(array.shape)
+        return _to_pil(out, pil_mode) if pil_mode else out
 
     def depth(self, image: np.ndarray, refined: bool = False) -> np.ndarray:
         """(H, W) float32 depth in [0, 1] (1 = nearest): the estimator's initial depth, or the
         DGN's refined depth D_r with refined=True."""
-        rgb, _, _, _ = _split(image)
+        rgb, _, _, _ = _split(_from_pil(image) if _is_pil(image) else image)
         x = to_tensor(rgb)
         depth = self.engine.estimate_depth(x)
         if refined:
@@ -68,6 +78,28 @@ class Deblurrer:
             if depth is None:
                 raise ValueError("this DGN variant (baseline) has no refined depth")
         return depth[0, 0].numpy()
+
+
+def _is_pil(image) -> bool:
+    return type(image).__module__.startswith("PIL.")
+
+
+def _from_pil(image) -> np.ndarray:
+    """A PIL image -> numpy: L/RGB/RGBA as uint8, I;16 as uint16, other modes via RGB(A)."""
+    if image.mode in ("L", "RGB", "RGBA"):
+        return np.asarray(image)
+    if image.mode in ("I;16", "I;16L", "I;16B"):
+        return np.asarray(image).astype(np.uint16)
+    has_alpha = "A" in image.mode or "transparency" in image.info
+    return np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+
+
+def _to_pil(array: np.ndarray, mode: str):
+    from PIL import Image
+
+    if mode in ("I;16", "I;16L", "I;16B"):
+        return Image.fromarray(array.astype(np.uint16))  # 2-D uint16 -> mode I;16
+    return Image.fromarray(array)  # L, RGB, RGBA; other modes were read (and return) as RGB(A)
 
 
 def _split(image: np.ndarray):

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -217,9 +218,31 @@ def _find_cached(entry: Entry) -> Path | None:
     return None
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hub cannot be reached from here (no DNS, no route), or None. Checked once before
+    a download, so a machine without network fails at once instead of after ~25 s of the
+    client's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{host} cannot be reached ({e.strerror or type(e).__name__})"
+
+
 def _download(entry: Entry) -> Path:
     from huggingface_hub import hf_hub_download
 
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise CheckpointError(
+            f"checkpoint {entry.name!r} ({entry.source.repo_id}/{entry.source.filename}) is not "
+            f"on this machine and {unreachable}: {_how_to_get(entry)}"
+        )
     try:
         return Path(
             hf_hub_download(
@@ -253,8 +276,40 @@ def _how_to_get(entry: Entry) -> str:
         )
     return (
         f"run `dgn weights fetch {entry.name}` on a machine with network (it fills the "
-        f"Hugging Face cache, which can be copied here), or pass the file with {option}"
+        f"Hugging Face cache, which can be copied here), or there run `hf download "
+        f"{entry.source.repo_id} {entry.source.filename} --revision {entry.source.revision} "
+        f"--local-dir DIR`, copy DIR here and run `dgn weights fetch {entry.name} --local-dir "
+        f"DIR`, or pass the file with {option}"
     )
+
+
+def import_checkpoint(
+    name: str, folder: str | os.PathLike, manifest: str | os.PathLike | None = None
+) -> tuple[Path, str]:
+    """`dgn weights fetch NAME --local-dir DIR`: take a registry checkpoint from a folder filled
+    elsewhere (`hf download ... --local-dir DIR`, or a plain copy), verify its sha256 and store
+    it where names are resolved offline (the Hugging Face cache at its pinned revision, else
+    the first weights folder). Returns (stored path, sha256)."""
+    entry = get_entry(name, manifest)
+    filename = entry.source.filename or entry.source.local_name
+    folder = Path(folder).expanduser()
+    candidates = [folder] if folder.is_file() else [folder / filename, folder / Path(filename).name]
+    src = next((c for c in candidates if c.is_file()), None)
+    if src is None:
+        raise CheckpointError(f"{candidates[0]}: no such file; {_how_to_get(entry)}")
+    digest = verify_file(src, entry if entry.sha256 else None)
+    revision = entry.source.revision or ""
+    if entry.source.on_hub and re.fullmatch(r"[0-9a-f]{40}", revision):
+        repo = "models--" + entry.source.repo_id.replace("/", "--")
+        dst = hub_cache_dir() / repo / "snapshots" / revision / filename
+    else:
+        dst = local_dirs()[0] / (entry.source.local_name or Path(filename).name)
+    if dst.resolve() != src.resolve():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return dst, digest
 
 
 def resolve_checkpoint(

@@ -266,6 +266,8 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
         block = rgb[r : r + ROWS]
         if block.dtype == np.uint16:  # torch has no uint16 arithmetic on every build
             block = block.astype(np.int32)
+        elif not block.flags.writeable:  # torch warns on (and cannot share) read-only memory
+            block = block.copy()
         t = torch.from_numpy(np.ascontiguousarray(block)).permute(2, 0, 1).float()
         out[0, :, r : r + ROWS] = t.div(scale) if scale != 1 else t.clamp(0, 1)
     return out

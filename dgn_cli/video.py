@@ -15,6 +15,10 @@ Pipeline (three threads, bounded queues, so memory holds a few frames whatever t
   refines it; frames are converted to tensors once and reused while they are in the window.
   With an image DGN (frames == 1, `--model image`) the window is the frame itself. Large
   frames are tiled by the engine exactly like images.
+- Scene cuts (video_scenes): each decoded frame gets a cheap signature in the decoder thread;
+  a frame far from its predecessor (adaptive threshold, `scene_threshold`, 0 = off) starts a
+  new shot, and the window is reflected inside each shot as at the clip's ends, so no frame
+  is restored with frames of another shot. The cuts are listed in the result.
 - Encoding: frames go to ffmpeg in segments of `segment_frames` frames (NUT files in a hidden
   work folder beside the output, `.<name>.dgn-work/`), at the source's average frame rate, so
   the output has the same frame count, rate and duration. The finished segments are joined
@@ -64,6 +68,7 @@ import torch
 from dgn_cli.engine import Engine
 from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path, write_error, write_text_atomic
+from dgn_cli.video_codecs import check_encoding, choose_encoding
 from dgn_cli.video_ffmpeg import (
     SEGMENT,
     EncodeSettings,
@@ -76,6 +81,7 @@ from dgn_cli.video_ffmpeg import (
     write_concat_list,
 )
 from dgn_cli.video_probe import VideoInfo, count_frames, probe, scan
+from dgn_cli.video_scenes import DEFAULT_SCENE_THRESHOLD, SceneDetector, signature
 from dgn_cli.video_window import SlidingWindow
 
 Progress = Callable[[int, int | None], None]
@@ -88,7 +94,7 @@ COMPARE_GAP = 8  # white px between input and output in the compare video
 class VideoOptions:
     """What to write besides the engine's settings (CLI: `dgn deblur-video --help`)."""
 
-    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    encode: EncodeSettings | None = None  # None: the output container's codec (video_codecs)
     start: float | None = None  # seconds into the input
     duration: float | None = None  # seconds from start
     compare: Path | None = None  # side-by-side input | output video
@@ -97,6 +103,7 @@ class VideoOptions:
     resume: bool = False
     overwrite: bool = False
     queue_size: int = 4  # frames buffered between decoder, model and encoder
+    scene_threshold: float = DEFAULT_SCENE_THRESHOLD  # scene-cut sensitivity; 0 = no cuts
 
 
 @dataclass
@@ -114,6 +121,7 @@ class VideoResult:
     source: dict[str, Any]
     timing: dict[str, float]
     notes: list[str]
+    scene_cuts: list[dict[str, float]] = field(default_factory=list)  # frame, time, score
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +134,7 @@ class _Frame:
     x: torch.Tensor  # (1, 3, H, W) float32 [0, 1]
     raw: np.ndarray | None  # (H, W, 3) as decoded, kept only for --compare
     depth: torch.Tensor | None = None  # initial depth, computed once when needed
+    sig: tuple | None = None  # scene signature (video_scenes), dropped once compared
 
 
 def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str]]:
@@ -133,6 +142,11 @@ def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str
     not a video, has no video stream, or is truncated/damaged; with `opts.duration` set a
     damaged file is accepted (with a note), so the good part of it can be saved."""
     info = probe(src)
+    if info.container in _STILL_FORMATS or info.container.endswith("_pipe"):
+        raise InputError(
+            f"{info.path}: a still image ({info.video.codec}), not a video; "
+            f"use dgn deblur-image {info.path}"
+        )
     problems = scan(info)
     notes = []
     if problems and opts.duration is None:
@@ -143,6 +157,38 @@ def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str
     if problems:
         notes.append(f"the input is damaged ({problems[0]}); decoding what can be read")
     return info, notes
+
+
+_STILL_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "tiff_pipe", "bmp_pipe")
+
+
+def prepare_outputs(
+    src: Path, dst: Path, opts: VideoOptions, info: VideoInfo, notes: list[str]
+) -> VideoOptions:
+    """Check every output before any frame is decoded: paths (not the input, not existing
+    unless overwrite, not a folder), containers, and the encoding options against the codec
+    (a two-frame trial encode, video_codecs). Returns `opts` with the encoding settled (the
+    container's codec when none was given, the source's colour matrix); odd sizes in 4:2:0
+    are noted (the edge is repeated to the next even size)."""
+    extra = {"compare": opts.compare, "depth": opts.depth}
+    extra = {k: Path(v) for k, v in extra.items() if v is not None}
+    _check_targets(src, [dst, *extra.values()], opts.overwrite)
+    settings = dataclasses.replace(opts.encode) if opts.encode else choose_encoding(dst)
+    if settings.color_matrix is None:
+        settings.color_matrix, settings.color_range = info.color_matrix, info.color_range
+    widths = {dst: info.width, **{p: info.width for p in extra.values()}}
+    if "compare" in extra:
+        widths[extra["compare"]] = 2 * info.width + COMPARE_GAP
+    for path, width in widths.items():
+        check_encoding(settings, path, width, info.height, info.fps)
+    pad_w, pad_h = settings.pad(info.width, info.height)
+    if pad_w or pad_h:
+        notes.append(
+            f"{info.width}x{info.height} has an odd side, which {settings.pix_fmt} cannot hold: "
+            f"written as {info.width + pad_w}x{info.height + pad_h} with the edge repeated "
+            "(--pix-fmt yuv444p keeps the exact size)"
+        )
+    return dataclasses.replace(opts, encode=settings)
 
 
 def work_dir(output: Path) -> Path:
@@ -260,6 +306,7 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
         "duration": opts.duration,
         "segment_frames": opts.segment_frames,
         "tracks": tracks,
+        "scene_threshold": opts.scene_threshold,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return {"version": MANIFEST_VERSION, "key": key, "digest": digest}
@@ -456,23 +503,10 @@ def deblur_video(
     notes = list(notes or [])
     if info is None:
         info, notes = open_input(src, opts)
+    opts = prepare_outputs(src, dst, opts, info, notes)  # the caller's options stay as given
+    settings = opts.encode
     extra = {"compare": opts.compare, "depth": opts.depth}
     extra = {k: Path(v) for k, v in extra.items() if v is not None}
-    _check_targets(src, [dst, *extra.values()], opts.overwrite)
-    settings = dataclasses.replace(opts.encode)  # the caller's options stay as given
-    if settings.color_matrix is None:
-        settings.color_matrix, settings.color_range = info.color_matrix, info.color_range
-    opts = dataclasses.replace(opts, encode=settings)
-    if ("420" in settings.pix_fmt or "422" in settings.pix_fmt) and info.width % 2:
-        raise OutputError(
-            f"{src}: width {info.width} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
-            "use --pix-fmt yuv444p"
-        )
-    if "420" in settings.pix_fmt and info.height % 2:
-        raise OutputError(
-            f"{src}: height {info.height} is odd, which --pix-fmt {settings.pix_fmt} cannot hold; "
-            "use --pix-fmt yuv444p"
-        )
     if opts.start and info.duration is not None and opts.start >= info.duration:
         raise InputError(
             f"{src}: --start {opts.start:g} s is past the end of the video ({info.duration:g} s)"
@@ -500,7 +534,7 @@ def deblur_video(
         raise
     n_seg = opts.segment_frames
     radius = engine.dgn.config.frames // 2
-    total = _expected_frames(info, opts)
+    total = expected_frames(info, opts)
 
     widths = {"main": info.width, "compare": 2 * info.width + COMPARE_GAP, "depth": info.width}
     encoders = {
@@ -514,11 +548,13 @@ def deblur_video(
     window = SlidingWindow(radius)
     scale = 65535.0 if info.high_bit_depth else 255.0
     keep_raw = "compare" in extra
+    scenes = SceneDetector(opts.scene_threshold)
 
     def to_frame(arr: np.ndarray) -> _Frame:
         """In the decoder thread: (H, W, 3) integers -> (1, 3, H, W) float32 [0, 1]."""
         x = torch.from_numpy(arr.astype(np.float32)).div_(scale).permute(2, 0, 1)[None]
-        return _Frame(x.contiguous(), arr if keep_raw else None)
+        sig = signature(arr) if opts.scene_threshold > 0 else None
+        return _Frame(x.contiguous(), arr if keep_raw else None, sig=sig)
 
     try:
         decoder = FrameDecoder(
@@ -554,7 +590,9 @@ def deblur_video(
                 progress(t + 1, total)
 
         for item in decoder:
-            for t in window.push(item):
+            cut = scenes.push(item.sig)
+            item.sig = None
+            for t in window.push(item, cut):
                 process(t)
         for t in window.finish():
             process(t)
@@ -612,11 +650,22 @@ def deblur_video(
             "waiting_for_encoder_s": round(writer.wait_s, 3),
         },
         notes=notes,
+        scene_cuts=[
+            {
+                "frame": c,
+                "time": round(times.duration(0, c) if times else c / float(info.fps), 6),
+                "score": score,
+            }
+            for c, score in zip(scenes.cuts, scenes.scores, strict=True)
+        ],
     )
 
 
-def _expected_frames(info: VideoInfo, opts: VideoOptions) -> int | None:
-    """About how many frames the run will see (progress bar only)."""
+def expected_frames(info: VideoInfo, opts: VideoOptions) -> int | None:
+    """About how many frames the run will see, --start and --duration included (progress bar
+    only): the scanned packet count for a whole file, else duration x fps."""
+    if opts.start is None and opts.duration is None and info.packets:
+        return info.packets
     if info.duration is None:
         return None
     length = max(0.0, info.duration - (opts.start or 0.0))

@@ -206,6 +206,15 @@ class EncodeSettings:
     color_matrix: str | None = None  # the source's (e.g. bt709): RGB->YUV uses the same
     color_range: str | None = None
 
+    def pad(self, width: int, height: int) -> tuple[int, int]:
+        """Columns and rows to add so that a width x height frame fits the chroma
+        subsampling of `pix_fmt` (4:2:0 needs an even width and height, 4:2:2 an even width);
+        the frame's edge is repeated there (see SegmentEncoder)."""
+        fmt = self.pix_fmt
+        across = any(t in fmt for t in ("420", "422", "411")) or fmt in ("nv12", "nv21", "nv16")
+        down = "420" in fmt or fmt in ("nv12", "nv21")
+        return (width % 2 if across else 0, height % 2 if down else 0)
+
     @property
     def bits16(self) -> bool:
         """Feed 16-bit RGB when the output keeps more than 8 bits."""
@@ -231,7 +240,9 @@ class EncodeSettings:
         elif filters:
             args += ["-vf", ",".join(filters)]
         args += ["-c:v", self.codec]
-        if self.crf is not None:
+        if self.crf is not None and self.codec == "mpeg4":
+            args += ["-q:v", str(self.crf)]  # MPEG-4 Part 2 has no CRF: the quantiser
+        elif self.crf is not None:
             args += ["-crf", str(self.crf)]
             if self.codec.startswith("libvpx"):
                 args += ["-b:v", "0"]  # constant-quality mode in libvpx
@@ -302,6 +313,7 @@ class SegmentEncoder:
         self.part: Path | None = None
         self.segment = -1
         self.in_segment = 0
+        self.pad_w, self.pad_h = settings.pad(width, height)  # odd sizes in 4:2:0
 
     def segment_path(self, k: int) -> Path:
         return self.work / f"{self.name}_{k:06d}.nut"
@@ -312,6 +324,8 @@ class SegmentEncoder:
             self.finish()
             self._start(k)
         assert self.proc is not None and self.proc.stdin is not None
+        if self.pad_w or self.pad_h:
+            frame = np.pad(frame, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
         try:
             self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
         except (BrokenPipeError, OSError):
@@ -323,7 +337,8 @@ class SegmentEncoder:
         self.part = self.work / f"{self.name}_{k:06d}.part.nut"
         pix_in = "rgb48le" if self.settings.bits16 else "rgb24"
         args = ["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_in]
-        args += ["-s", f"{self.width}x{self.height}", "-framerate", str(self.fps), "-i", "pipe:0"]
+        size = f"{self.width + self.pad_w}x{self.height + self.pad_h}"
+        args += ["-s", size, "-framerate", str(self.fps), "-i", "pipe:0"]
         if self.times is not None:  # VFR: each frame gets its source time back
             first = k * self.segment_frames
             setpts = self.times.setpts(first, self.segment_frames)
@@ -514,6 +529,11 @@ def concat_and_mux(
         args += ["-c:v", "copy", "-map_metadata", "1" if has_source else "-1"]
         if suffix in (".mp4", ".m4v", ".mov"):
             args += ["-movflags", "+faststart"]
+        if suffix == ".avi" and not info.vfr:
+            # AVI stores one rate for the stream: without it the copied NUT time base (e.g.
+            # 1/600) becomes the frame rate and the frame count; and AVI has no timestamps to
+            # shift, so the audio's encoder delay must not push the video one frame late
+            args += ["-r", str(info.fps), "-avoid_negative_ts", "disabled"]
         with tempfile.NamedTemporaryFile(suffix=".log", dir=list_file.parent, delete=False) as f:
             log = Path(f.name)
         proc = _popen([*args, ff_path(target)], stderr_path=log)

@@ -9,6 +9,11 @@ as they can and then clamp (a one-frame clip gives five copies of it).
 
 `SlidingWindow` holds at most 2r + 1 items whatever the stream's length: push frames in order
 and it hands back each centre index as soon as its window is complete.
+
+Scene cuts: `push(item, cut=True)` says the frame starts a new shot (video_scenes). Each shot
+is then its own sequence: the window of a frame is reflected about the ends of its shot
+exactly as about the ends of the clip, so no window mixes frames of two shots, and every frame
+of a shot is restored from the same frames as if that shot were a clip of its own.
 """
 
 from __future__ import annotations
@@ -47,8 +52,13 @@ class SlidingWindow:
         self.count = 0  # frames pushed
         self.total: int | None = None  # known after finish()
         self.next = 0  # next centre to hand out
+        self.cuts: list[int] = []  # frames that start a new shot (0 is implied)
 
-    def push(self, item: Any) -> Iterator[int]:
+    def push(self, item: Any, cut: bool = False) -> Iterator[int]:
+        if cut and self.count > 0:
+            self.cuts.append(self.count)
+            while self.next < self.count:  # the shot before the cut is complete
+                yield from self._emit()
         self.held[self.count] = item
         self.count += 1
         while self.next + self.radius < self.count:
@@ -66,9 +76,17 @@ class SlidingWindow:
         for old in [i for i in self.held if i < self.next - self.radius]:
             del self.held[old]
 
+    def shot(self, t: int) -> tuple[int, int]:
+        """[first, end) of the shot holding frame t (end unknown yet: a very large number)."""
+        first = max((c for c in self.cuts if c <= t), default=0)
+        end = min((c for c in self.cuts if c > t), default=None)
+        if end is None:
+            end = self.total if self.total is not None else 1 << 62  # not at the end yet
+        return first, end
+
     def indices(self, t: int) -> list[int]:
-        n = self.total if self.total is not None else 1 << 62  # not at the end yet
-        return window_indices(t, n, self.radius)
+        first, end = self.shot(t)
+        return [first + i for i in window_indices(t - first, end - first, self.radius)]
 
     def items(self, t: int) -> list[Any]:
         return [self.held[i] for i in self.indices(t)]

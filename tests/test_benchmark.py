@@ -317,7 +317,9 @@ def test_markdown_and_rich_output(models, gopro):
         "--weights", models["dgn"], "--depth-model", models["depth"], "--params-only",
         "--size", "32x32",
     )  # fmt: skip
-    assert "refinement branch" in human.output and human.stdout == ""
+    # tables are results: stdout (`dgn benchmark > f` keeps them), one line per row
+    assert "refinement branch" in human.stdout and "refinement branch" not in human.stderr
+    assert any(ln.startswith("│ refinement branch") for ln in human.stdout.splitlines())
 
 
 def test_synth_without_the_split_names_the_command(models, tmp_path):
@@ -356,3 +358,35 @@ def test_cuda_timing_uses_events_and_max_allocated(models):
     assert doc["peak_memory_kind"] == "cuda_max_allocated" and doc["peak_memory_mb"] > 0
     for name in (*bench.COMPONENTS, "end_to_end"):
         assert doc["timing_ms"][name]["median"] > 0, name
+
+
+def test_gopro_without_data_times_at_720p_and_says_what_quality_needs(models):
+    result = invoke(
+        "--weights", models["dgn"], "--depth-model", models["depth"], "--dataset", "gopro",
+        "--runs", "1", "--warmup", "0",
+    )  # fmt: skip
+    assert "1280x720" in result.stdout and "end to end (total)" in result.stdout
+    lines = [ln for ln in result.stderr.splitlines() if "GOPRO_Large" in ln]
+    assert len(lines) == 1 and "--dataset synth" in lines[0] and "blur,sharp" in lines[0]
+    doc = json.loads(
+        invoke(
+            "--weights", models["dgn"], "--depth-model", models["depth"], "--dataset", "gopro",
+            "--runs", "1", "--warmup", "0", "--size", "32x32", "--json",
+        ).stdout  # fmt: skip
+    )
+    assert doc["quality"] is None and any("GOPRO_Large" in n for n in doc["notes"])
+
+
+def test_a_bad_dataset_fails_before_any_timing(models, tmp_path, monkeypatch):
+    from dgn_cli import benchmark as bench
+
+    def no_timing(*a, **k):
+        raise AssertionError("timing ran before the dataset was checked")
+
+    monkeypatch.setattr(bench, "time_pipeline", no_timing)
+    result = runner.invoke(
+        app,
+        ["benchmark", "--device", "cpu", "--weights", models["dgn"], "--depth-model",
+         models["depth"], "--dataset", "gopro", "--data", str(tmp_path / "missing")],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "missing: dataset folder not found" in result.stderr

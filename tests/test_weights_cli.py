@@ -91,4 +91,4 @@ def test_verify_reports_mismatches_and_missing_names(empty_cache):
     assert rows["vgg19"]["result"] == "sha256 mismatch"
     assert rows["depth-anything-v2-small"]["result"] == "not present"
     named = runner.invoke(app, ["weights", "verify", "megadepth"])
-    assert named.exit_code == 1 and "not present" in named.stderr
+    assert named.exit_code == 1 and "not present" in named.stdout

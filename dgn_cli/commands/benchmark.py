@@ -35,6 +35,7 @@ from dgn_cli.commands.common import (
     WeightsOpt,
     cli_errors,
     err_console,
+    out_console,
     print_json,
 )
 from dgn_cli.commands.image import TileOpt, TileOverlapOpt
@@ -99,41 +100,49 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+GOPRO_HINT = (
+    "no quality numbers: --dataset gopro needs --data GOPRO_Large/ (the GoPro deblurring "
+    "dataset of Nah et al., CVPR 2017, from https://seungjunnah.github.io/Datasets/gopro; "
+    "layout GOPRO_Large/test/SEQ/{blur,sharp}/*.png), or use --dataset synth "
+    "(made offline by dgn data synth)"
+)
+
+
 def _rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i == 0 else "right")
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
     for r in rows:
         table.add_row(*r)
     return table
 
 
 def _print_human(report: dict, per_image: bool) -> None:
-    err_console.print(f"[dim]{report_fmt.setup_line(report)}[/]", soft_wrap=True)
-    err_console.print(
-        _rich_table("size, compute and time per frame", *report_fmt.speed_rows(report))
-    )
+    """The results (setup line and tables) on stdout; skips and notes on stderr."""
+    out = out_console()
+    out.print(f"[dim]{report_fmt.setup_line(report)}[/]", soft_wrap=True)
+    out.print(_rich_table("size, compute and time per frame", *report_fmt.speed_rows(report)))
     if report.get("quality"):
         ds = report["dataset"]
         title = f"quality: {ds['kind']} {ds['root']} ({ds['split']}, {report['images']} images)"
-        err_console.print(_rich_table(title, *report_fmt.quality_rows(report)))
-        err_console.print(f"[dim]{report_fmt.METRICS_NOTE}; {report_fmt.THIRDS_NOTE}[/]")
+        out.print(_rich_table(title, *report_fmt.quality_rows(report)))
+        out.print(f"[dim]{report_fmt.METRICS_NOTE}; {report_fmt.THIRDS_NOTE}[/]")
         line = report_fmt.depth_error_line(report)
         if line:
-            err_console.print(line, soft_wrap=True)
+            out.print(line, soft_wrap=True)
     if per_image and report.get("per_image"):
         names = [q["name"] for q in report["quality"]]
         table = Table(title="PSNR / SSIM per image", title_justify="left")
-        table.add_column("image")
+        table.add_column("image", no_wrap=True)
         for n in names:
-            table.add_column(n, justify="right")
+            table.add_column(n, justify="right", no_wrap=True)
         for p in report["per_image"]:
             cells = []
             for n in names:
                 s = p["rows"].get(n)
                 cells.append("-" if s is None else f"{s['psnr']:.2f} / {s['ssim']:.4f}")
             table.add_row(p["name"], *cells)
-        err_console.print(table)
+        out.print(table)
     for s in report.get("skipped") or []:
         err_console.print(f"[yellow]skipped[/] {s['name']}: {s['reason']}", soft_wrap=True)
     for note in report.get("notes") or []:
@@ -213,6 +222,13 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--params-only prints sizes only; drop it to use --dataset")
         if data_root is not None and dataset is None:
             raise typer.BadParameter("--data needs --dataset gopro (or synth)")
+        # Everything the quality part needs is checked here, before minutes of timing.
+        quality_hint = None
+        if dataset is Dataset.gopro and data_root is None:
+            quality_hint = GOPRO_HINT
+            dataset = None
+        elif dataset is not None:
+            bq.open_dataset(dataset.value, data_root, split=split)  # a clear error, now
         width, height = bench.parse_size(size)
         timing_cfg = bench.TimingConfig(width, height, runs, warmup, seed)
         show = not (quiet or as_json or markdown)
@@ -275,12 +291,16 @@ def register(app: typer.Typer) -> None:
         if dataset is not None:
             report.update(_evaluate(engine, dataset, data_root, split, limit, ablation,
                                     baseline_weights, show))  # fmt: skip
+        if quality_hint:
+            report["notes"].append(quality_hint)
         if as_json:
             print_json(_jsonable(report))
         elif markdown:
             typer.echo(report_fmt.to_markdown(report), nl=False)
         elif not quiet:
             _print_human(report, per_image)
+        if quality_hint and not quiet and (as_json or markdown):
+            err_console.print(f"[yellow]note:[/] {quality_hint}", soft_wrap=True)
 
 
 def _evaluate(engine, kind, root, split, limit, ablation, baseline_weights, show) -> dict:

@@ -16,8 +16,17 @@ from rich.markup import escape
 from dgn_cli.errors import DgnError
 from dgn_cli.fsutil import describe_os_error
 
-# Human-facing output goes to stderr so that stdout stays clean for --json.
+# Progress and diagnostics go to stderr; results (tables, lists, --json) to stdout, so that
+# `dgn weights list > f` and `dgn benchmark | less` get the results and nothing else.
 err_console = Console(stderr=True, highlight=False)
+
+
+def out_console() -> Console:
+    """A console for results on stdout (made per use: stdout may be redirected, e.g. by tests).
+    Into a file or pipe, lines are never wrapped (a table keeps every cell on one line)."""
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(file=sys.stdout, highlight=False, width=400, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -15,9 +15,12 @@ the refined depth D_r the network used, 16-bit PNG) and `<name>.compare.<ext>`
 
 from __future__ import annotations
 
+import atexit
+import sys
+import tempfile
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -32,6 +35,7 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 from dgn_cli import io
@@ -39,7 +43,6 @@ from dgn_cli.commands.common import (
     DepthModelOpt,
     DeviceOpt,
     JsonOpt,
-    OutputOpt,
     OverwriteOpt,
     Precision,
     PrecisionOpt,
@@ -155,6 +158,8 @@ class BatchProgress(AbstractContextManager):
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=err_console,
             transient=True,
             disable=not enabled,
@@ -202,22 +207,38 @@ class Batch:
 
 def plan_batch(
     inputs: list[str],
-    output: Path,
+    output: Path | None,
     *,
     ext: str | None,
     stem_suffix: str = "",
 ) -> Batch:
     """Expand the inputs and decide each output path (see the module docstring).
 
-    `ext`: the output extension for every file (None = keep each input's)."""
-    output = output.expanduser()
+    `ext`: the output extension for every file (None = keep each input's). `output` None:
+    each output goes beside its input as NAME`stem_suffix`.EXT (inputs already named so are
+    left out of folders and globs, so a rerun does not deblur its own outputs)."""
     single = len(inputs) == 1 and Path(inputs[0]).expanduser().is_file()
-    to_file = (
-        single
-        and not output.is_dir()
-        and output.suffix != ""
-        and not str(output).endswith(("/", "\\"))
+    if output is None:
+        found, errors = io.expand_inputs(inputs)
+        if stem_suffix and not single:
+            found = [f for f in found if not f.path.stem.endswith(stem_suffix)]
+        dsts = [
+            f.path.with_name(f.path.stem + stem_suffix + (ext or f.path.suffix.lower()))
+            for f in found
+        ]
+        return Batch([Job(f.path, d) for f, d in zip(found, dsts, strict=True)], errors, single)
+    output = output.expanduser()
+    looks_like_file = (
+        not output.is_dir() and io.is_image_path(output) and not str(output).endswith(("/", "\\"))
     )
+    many = len(inputs) > 1 or Path(inputs[0]).expanduser().is_dir() or set("*?[") & set(inputs[0])
+    if looks_like_file and many:
+        raise OutputError(
+            f"{output}: several inputs (or a folder or glob) need -o to be a folder, "
+            f"not one file; use e.g. -o {output.with_suffix('')}/"
+        )
+    to_file = single and not output.is_dir() and output.suffix != ""
+    to_file = to_file and not str(output).endswith(("/", "\\"))
     exclude = None if to_file else output
     found, errors = io.expand_inputs(inputs, exclude=exclude)
     dsts = io.output_paths(found, output, to_file, ext, stem_suffix)
@@ -361,7 +382,16 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def deblur_image(
         inputs: InputsArg,
-        output: OutputOpt,
+        output: Annotated[
+            Path | None,
+            typer.Option(
+                "--output",
+                "-o",
+                help="output file (one input) or folder; - writes one image to stdout "
+                "(default: NAME_sharp.EXT beside each input)",
+                show_default=False,
+            ),
+        ] = None,
         weights: WeightsOpt = None,
         depth_model: DepthModelOpt = None,
         device: DeviceOpt = "auto",
@@ -370,6 +400,15 @@ def register(app: typer.Typer) -> None:
         tile_overlap: TileOverlapOpt = DEFAULT_OVERLAP,
         fmt: FormatOpt = None,
         quality: QualityOpt = None,
+        suffix: Annotated[
+            str | None,
+            typer.Option(
+                "--suffix",
+                help="added to each output's name: beside the input (default _sharp) or in "
+                "an -o folder (default none)",
+                show_default=False,
+            ),
+        ] = None,
         save_depth: Annotated[
             bool, typer.Option("--save-depth", help="also write <name>.depth.png (16-bit D_r)")
         ] = False,
@@ -385,11 +424,20 @@ def register(app: typer.Typer) -> None:
         """Deblur photos: files, folders (recursive) and globs.
 
         One input file -> OUT is the output file; otherwise OUT is a folder mirroring the
-        inputs. 8/16-bit, grayscale, alpha, EXIF orientation, EXIF and ICC are kept where
-        the output format allows.
+        inputs; without -o each output is NAME_sharp.EXT beside its input. `-` as the input
+        reads one image from stdin, `-o -` writes it to stdout. 8/16-bit, grayscale, alpha,
+        EXIF orientation, EXIF and ICC are kept where the output format allows.
         """
-        ext = _output_ext(inputs, output, fmt)
-        batch = plan_batch(inputs, output, ext=ext)
+        stack = ExitStack()  # temporary files of - (stdin/stdout), removed when dgn exits
+        atexit.register(stack.close)
+        inputs, output, to_stdout = _stdio(
+            inputs, output, fmt, as_json, save_depth or compare, stack
+        )
+        overwrite = overwrite or to_stdout
+        ext = _output_ext(inputs, output, fmt) if output is not None else _fmt_ext(fmt)
+        if suffix is None:
+            suffix = "_sharp" if output is None else ""
+        batch = plan_batch(inputs, output, ext=ext, stem_suffix=suffix)
         engine = build_engine(
             weights=weights,
             depth_model=depth_model,
@@ -450,6 +498,62 @@ def register(app: typer.Typer) -> None:
 
         records = run_batch(batch, process, overwrite=overwrite, quiet=quiet, extra_outputs=extras)
         finish("deblur-image", engine, batch, records, as_json, quiet)
+        if to_stdout:
+            sys.stdout.buffer.write(batch.jobs[0].dst.read_bytes())
+            sys.stdout.flush()
+
+
+def _fmt_ext(fmt: ImageFormat | None) -> str | None:
+    return io.FORMATS[fmt.value] if fmt is not None else None
+
+
+def _stdio(inputs, output, fmt, as_json, extras, stack: ExitStack):
+    """`-` as the input: stdin's bytes saved to a temporary file; `-o -`: the output is
+    written to a temporary file and then to stdout. -> (inputs, output, to_stdout)."""
+    from_stdin, to_stdout = inputs == ["-"], output is not None and str(output) == "-"
+    if "-" in inputs and not from_stdin:
+        raise typer.BadParameter("- (stdin) must be the only input", param_hint="INPUTS")
+    if not (from_stdin or to_stdout):
+        return inputs, output, False
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dgn-stdio-")))
+    if to_stdout and as_json:
+        raise typer.BadParameter("--json and -o - would both write to stdout", param_hint="--json")
+    if to_stdout and extras:
+        raise typer.BadParameter("-o - writes one image; --save-depth/--compare need a file")
+    if from_stdin:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise OutputError(
+                "-: nothing on stdin; pipe an image in: dgn deblur-image - -o - < a.jpg"
+            )
+        kind = _sniff(data)
+        src = tmp / f"stdin{kind}"
+        src.write_bytes(data)
+        inputs = [str(src)]
+        if output is None and not to_stdout:
+            raise typer.BadParameter("reading stdin: give -o FILE or -o -", param_hint="-o")
+    if to_stdout:
+        if not Path(inputs[0]).is_file():
+            raise typer.BadParameter("-o - writes one image: give one input file", param_hint="-o")
+        ext = _fmt_ext(fmt) or (Path(inputs[0]).suffix.lower() or ".png")
+        output = tmp / f"stdout{ext}"
+    return inputs, output, to_stdout
+
+
+def _sniff(data: bytes) -> str:
+    """The extension of an image given as bytes (for the output format of `-o -`)."""
+    for magic, ext in (
+        (b"\x89PNG", ".png"),
+        (b"\xff\xd8", ".jpg"),
+        (b"BM", ".bmp"),
+        (b"II*\x00", ".tif"),
+        (b"MM\x00*", ".tif"),
+    ):
+        if data.startswith(magic):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".png"
 
 
 def _output_ext(inputs: list[str], output: Path, fmt: ImageFormat | None) -> str | None:

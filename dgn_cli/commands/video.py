@@ -10,6 +10,7 @@ parses options, shows the progress bar (frames, frames/s, ETA) and prints the su
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import threading
@@ -50,10 +51,14 @@ from dgn_cli.video import (
     DEFAULT_SEGMENT_FRAMES,
     VideoOptions,
     deblur_video,
+    expected_frames,
     open_input,
+    prepare_outputs,
     work_dir,
 )
-from dgn_cli.video_ffmpeg import EncodeSettings, finished_segments
+from dgn_cli.video_codecs import CONTAINERS, choose_encoding
+from dgn_cli.video_ffmpeg import finished_segments
+from dgn_cli.video_scenes import DEFAULT_SCENE_THRESHOLD
 
 
 class VideoModel(StrEnum):
@@ -115,8 +120,20 @@ def _engine(model: VideoModel, weights, depth_model, device, precision, tile, ov
     return engine
 
 
-def _default_output(src: Path) -> Path:
-    return src.with_name(f"{src.stem}_sharp{src.suffix or '.mp4'}")
+def _default_name(src: Path) -> str:
+    suffix = src.suffix if src.suffix.lower() in CONTAINERS else ".mp4"
+    return f"{src.stem}_sharp{suffix}"
+
+
+def _output_path(src: Path, output: str | None) -> Path:
+    """-o FILE as given; -o FOLDER (existing, or written with a trailing slash) -> the
+    default name inside it; no -o -> the default name beside the input."""
+    if output is None:
+        return src.with_name(_default_name(src))
+    if Path(output).is_dir() or output.endswith(("/", os.sep)):
+        Path(output).mkdir(parents=True, exist_ok=True)
+        return Path(output) / _default_name(src)
+    return Path(output)
 
 
 def register(app: typer.Typer) -> None:
@@ -125,8 +142,13 @@ def register(app: typer.Typer) -> None:
     def deblur_video_cmd(
         input: Annotated[Path, typer.Argument(help="the video to deblur", show_default=False)],
         output: Annotated[
-            Path | None,
-            typer.Option("--output", "-o", help="output video (default: <input>_sharp.<ext>)"),
+            str | None,  # a str: Path() would drop the trailing slash of "-o outdir/"
+            typer.Option(
+                "--output",
+                "-o",
+                help="output video, or a folder for <input>_sharp.<ext> in it "
+                "(default: beside the input)",
+            ),
         ] = None,
         model: Annotated[
             VideoModel,
@@ -141,17 +163,31 @@ def register(app: typer.Typer) -> None:
         tile: TileOpt = None,
         tile_overlap: TileOverlapOpt = DEFAULT_OVERLAP,
         codec: Annotated[
-            str, typer.Option("--codec", help="ffmpeg video encoder (libx264, libx265, ...)")
-        ] = "libx264",
+            str | None,
+            typer.Option(
+                "--codec",
+                help="ffmpeg video encoder (default from the output's container: "
+                "mp4/mov/mkv libx264, webm libvpx-vp9, avi mpeg4; or libx265, ...)",
+                show_default=False,
+            ),
+        ] = None,
         crf: Annotated[
-            int, typer.Option("--crf", min=0, max=63, help="quality (lower = better)")
-        ] = 18,
+            int | None,
+            typer.Option(
+                "--crf",
+                min=0,
+                max=63,
+                help="quality, lower = better (x264 18, x265 20, VP9 30; mpeg4: -q:v 3)",
+                show_default=False,
+            ),
+        ] = None,
         preset: Annotated[
             str | None, typer.Option("--preset", help="encoder preset (x264/x265: medium)")
         ] = None,
         pix_fmt: Annotated[
-            str, typer.Option("--pix-fmt", help="yuv420p, or e.g. yuv420p10le for 10-bit")
-        ] = "yuv420p",
+            str | None,
+            typer.Option("--pix-fmt", help="yuv420p (default), or e.g. yuv420p10le for 10-bit"),
+        ] = None,
         start: Annotated[
             str | None, typer.Option("--start", help="start at this time (s or HH:MM:SS.ms)")
         ] = None,
@@ -175,6 +211,17 @@ def register(app: typer.Typer) -> None:
                 "--segment-frames", min=1, help="frames per finished segment (--resume unit)"
             ),
         ] = DEFAULT_SEGMENT_FRAMES,
+        scene_threshold: Annotated[
+            float,
+            typer.Option(
+                "--scene-threshold",
+                min=0.0,
+                max=1.0,
+                help="scene-cut sensitivity: a frame this different from the previous one "
+                "(0-1, adaptive) starts a new shot and the five-frame window stays inside "
+                "each shot; 0 = no cut detection",
+            ),
+        ] = DEFAULT_SCENE_THRESHOLD,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -184,9 +231,9 @@ def register(app: typer.Typer) -> None:
         t_start, t_len = parse_time(start, "--start"), parse_time(duration, "--duration")
         if t_len is not None and t_len <= 0:
             raise typer.BadParameter("must be more than 0", param_hint="--duration")
-        output = output or _default_output(input)
+        output = _output_path(input, output)
         opts = VideoOptions(
-            encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
+            encode=choose_encoding(output, codec, crf, preset, pix_fmt),
             start=t_start,
             duration=t_len,
             compare=output.with_name(f"{output.stem}.compare{output.suffix}") if compare else None,
@@ -194,13 +241,15 @@ def register(app: typer.Typer) -> None:
             segment_frames=segment_frames,
             resume=resume,
             overwrite=overwrite,
+            scene_threshold=scene_threshold,
         )
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
+        prepare_outputs(input, output, opts, info, [])  # so does a bad output or option
         engine: Engine = _engine(
             model, weights, depth_model, device, precision, tile, tile_overlap, quiet
         )
         with _progress(quiet) as bar:
-            task = bar.add_task(input.name, total=info.frames_estimate)
+            task = bar.add_task(input.name, total=expected_frames(info, opts))
 
             def on_frame(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=max(total or 0, done) or None)
@@ -226,6 +275,9 @@ def register(app: typer.Typer) -> None:
                 else f"{n_audio} audio stream(s) "
                 + ("copied" if a["audio"] == "copy" else f"transcoded to {a['audio']}")
             )
+            if result.scene_cuts:
+                cuts = ", ".join(str(c["frame"]) for c in result.scene_cuts)
+                err_console.print(f"scene cuts before frame(s) {cuts}: each shot deblurred apart")
             err_console.print(
                 f"wrote {result.output}: {result.frames} frames at {result.fps:.3f} fps "
                 f"({result.duration:.2f} s), {audio}; {result.frames_per_second:.2f} frames/s, "

@@ -12,14 +12,29 @@ Exit code 1 when any named checkpoint fails (missing, mismatch); the others are 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlparse
 
 import typer
 from rich.table import Table
 
-from dgn_cli.checkpoints import checkpoint_state, expected_sha256, fetch_checkpoint, verify_file
-from dgn_cli.commands.common import JsonOpt, QuietOpt, cli_errors, err_console, fail, print_json
+from dgn_cli.checkpoints import (
+    checkpoint_state,
+    expected_sha256,
+    fetch_checkpoint,
+    import_checkpoint,
+    verify_file,
+)
+from dgn_cli.commands.common import (
+    JsonOpt,
+    QuietOpt,
+    cli_errors,
+    err_console,
+    fail,
+    out_console,
+    print_json,
+)
 from dgn_cli.errors import DgnError
 from dgn_cli.registry import Entry, get_entry, load_manifest
 
@@ -88,9 +103,9 @@ def list_weights(json_out: JsonOpt = False) -> None:
         print_json(rows)
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("name", no_wrap=True)
-    for column in ("kind", "status", "licence", "source"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "kind", "status", "licence"):
+        table.add_column(column, no_wrap=True)  # short words: never broken in the middle
+    table.add_column("source", overflow="fold")  # a long URL may fold on a narrow terminal
     for row in rows:
         table.add_row(
             row["name"],
@@ -100,21 +115,37 @@ def list_weights(json_out: JsonOpt = False) -> None:
             row["source"],
             style=_STYLES.get(row["status"]),
         )
-    err_console.print(table)
+    out_console().print(table)
     for status in dict.fromkeys(row["status"] for row in rows):
         if status in _HINTS:
             err_console.print(f"  {_HINTS[status]}", style="dim", highlight=False)
 
 
 @weights_app.command("fetch")
-def fetch(names: NamesArg, quiet: QuietOpt = False, json_out: JsonOpt = False) -> None:
-    """Download checkpoints into the Hugging Face cache (pinned revision) and verify them."""
+def fetch(
+    names: NamesArg,
+    local_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--local-dir",
+            help="take the files from this folder (e.g. filled by `hf download ... --local-dir "
+            "DIR` on a machine with network) instead of downloading",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download checkpoints into the Hugging Face cache (pinned revision) and verify them;
+    with --local-dir, take them from a folder (offline machines)."""
     if quiet or json_out:
         _quiet_hub()
     results, failed = [], False
     for name in names:
         try:
-            path, digest = fetch_checkpoint(name)
+            if local_dir is not None:
+                path, digest = import_checkpoint(name, local_dir)
+            else:
+                path, digest = fetch_checkpoint(name)
         except DgnError as e:
             failed = True
             results.append({"name": name, "ok": False, "error": str(e)})
@@ -127,7 +158,7 @@ def fetch(names: NamesArg, quiet: QuietOpt = False, json_out: JsonOpt = False) -
         )
         if not quiet and not json_out:
             note = "" if pinned else " (not pinned in weights/manifest.json: pin this digest)"
-            err_console.print(f"{name}: {path}\n  sha256 {digest}{note}", soft_wrap=True)
+            out_console().print(f"{name}: {path}\n  sha256 {digest}{note}", soft_wrap=True)
     if json_out:
         print_json(results)
     if failed:
@@ -167,7 +198,7 @@ def verify(
             detail = row.get("error") or row["result"]
             if row["result"] == "unpinned":
                 detail = f"no pinned sha256; file digest {row['sha256']}"
-            err_console.print(f"{mark} {entry.name}: {detail}", soft_wrap=True)
+            out_console().print(f"{mark} {entry.name}: {detail}", soft_wrap=True)
     if json_out:
         print_json(results)
     if failed:
