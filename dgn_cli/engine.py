@@ -81,6 +81,7 @@ from dgn_cli import checkpoints, devices, tiling
 from dgn_cli.errors import DeviceError, DgnError
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
+from dgn_cli.models.dgn import randomize_outputs
 
 Progress = Callable[[int, int], None]
 
@@ -166,11 +167,13 @@ def is_oom(error: BaseException) -> bool:
 
 
 def _random_models(cfg: EngineConfig) -> tuple[DGN, DepthEstimator]:
-    """Seeded random default-config models, without disturbing the global RNG."""
+    """Seeded random default-config models, without disturbing the global RNG. A fresh DGN is
+    the identity (zero Conv24, for training); "random" weights exist to exercise the pipeline,
+    so their last convs get the default random initialisation and outputs differ from inputs."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         frames = 5 if cfg.kind == "video" else 1
-        dgn = DGN(DGNConfig(frames=frames))
+        dgn = randomize_outputs(DGN(DGNConfig(frames=frames)))
         depth = DepthEstimator(SmallDepthNet(SmallDepthConfig()), "small", name=RANDOM)
     return dgn, depth
 

@@ -122,6 +122,8 @@ class TrainConfig:
     warmup: float = 0.0  # cosine schedule: warm-up length, fraction of the steps
     ema: float = 0.0  # decay of the exponential moving average exported (0 = off)
     crop_bias: float = 0.0  # folder data: > 0 samples crops towards blur (extent/ maps)
+    grad_clip: float = 0.0  # clip the global gradient norm to this (0 = off)
+    divergence: float = 0.0  # stop when the logged loss stays above this x its best (0 = off)
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -171,6 +173,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "crop": 192,
         "crop_bias": 1.0,
         "depth_model": "degraded",
+        # A CPU run at lr 1e-3 in bf16 once jumped to a saturated tanh (the branch output stuck
+        # at +-1, loss 0.06 -> 1.0, no way back): clip the gradient, and stop if it happens.
+        "grad_clip": 0.5,
+        "divergence": 5.0,
     },
 }
 
@@ -444,6 +450,28 @@ def check_health(record: dict[str, Any], cfg: TrainConfig, step: int, ckpt_path:
             f"units; {ckpt_path} holds the last checkpoint. Start from fresh weights or "
             "a healthy --init, or lower --weight-decay"
         )
+
+
+class DivergenceWatch:
+    """Stops a run whose logged loss stays above `factor` x the best logged loss for
+    `patience` logs in a row: a finite but runaway loss (e.g. a branch stuck at a saturated
+    tanh) never recovers, and every checkpoint after it would overwrite a good one."""
+
+    def __init__(self, factor: float, patience: int = 3):
+        self.factor, self.patience = factor, patience
+        self.best, self.bad = math.inf, 0
+
+    def check(self, loss: float, step: int, ckpt_path: Path) -> None:
+        if self.factor <= 0:
+            return
+        self.best = min(self.best, loss)
+        self.bad = self.bad + 1 if loss > self.factor * self.best else 0
+        if self.bad >= self.patience:
+            raise TrainingError(
+                f"training diverged by step {step}: the loss {loss:.3g} has stayed above "
+                f"{self.factor:g} x its best ({self.best:.3g}); {ckpt_path} (and "
+                "checkpoint.prev.pt) hold the last checkpoints; restart with a lower --lr"
+            )
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -1016,6 +1044,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     )
 
     # 5. The loop.
+    watch = DivergenceWatch(cfg.divergence)
     t_start = time.perf_counter()
     t_log, steps_since_log = t_start, 0
     sums: dict[str, torch.Tensor] = {}
@@ -1060,6 +1089,9 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip > 0:
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.detach().float()
             optimizer.step()
             if ema is not None:
                 ema.update(model)
@@ -1078,7 +1110,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 record = {"event": "train", "step": step, "lr": lr}
                 record.update(
                     {
-                        n if n == "loss" else f"loss_{n}": v
+                        n if n in ("loss", "grad_norm") else f"loss_{n}": v
                         for n, v in zip(names, values, strict=True)
                     }
                 )
@@ -1090,6 +1122,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 emit(record)
                 t_log, steps_since_log, sums = now, 0, {}
                 check_health(record, cfg, step, ckpt_path)
+                watch.check(record["loss"], step, ckpt_path)
             if step == cfg.steps or (run.val_every > 0 and step % run.val_every == 0):
                 last_val = validate(eval_model, val_set, cfg, estimator, device, precision, info)
                 val_record = {"event": "val", "step": step, **last_val}

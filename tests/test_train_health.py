@@ -138,3 +138,23 @@ def test_cached_synthetic_scenes_get_a_new_augmentation_each_epoch(tmp_path):
     assert torch.equal(again, ds[1]["sharp"])  # still a pure function of (seed, i, epoch)
     full = SynthDataset(tmp_path, 1, size=(40, 24), seed=3, augment=False)
     assert full[0]["sharp"].shape == (3, 24, 40)
+
+
+def test_a_runaway_loss_stops_the_run(tmp_path):
+    from dgn_cli.train import DivergenceWatch
+
+    watch = DivergenceWatch(5.0, patience=3)
+    for step, loss in enumerate([0.1, 0.06, 0.07, 0.05, 0.3]):
+        watch.check(loss, step, tmp_path / "checkpoint.pt")  # one spike is forgiven
+    watch.check(0.06, 5, tmp_path / "checkpoint.pt")
+    with pytest.raises(TrainingError, match="diverged by step 8"):
+        for step, loss in [(6, 1.0), (7, 1.01), (8, 0.99)]:
+            watch.check(loss, step, tmp_path / "checkpoint.pt")
+    DivergenceWatch(0.0).check(1e9, 0, tmp_path)  # off
+
+
+def test_gradient_clipping_is_logged(tmp_path):
+    c = cfg(steps=3, grad_clip=0.01, divergence=5.0)
+    train(c, run(tmp_path), datasets=data(c))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all("grad_norm" in x for x in lines if x["event"] == "train")

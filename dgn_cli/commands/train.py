@@ -81,6 +81,7 @@ RECIPE_OPTIONS = {
     "warmup": "warmup",
     "ema": "ema",
     "crop_bias": "crop_bias",
+    "grad_clip": "grad_clip",
 }
 
 
@@ -258,6 +259,10 @@ def register(app: typer.Typer) -> None:
                 "--crop-bias", help="sample crops towards blur (extent maps); 0 = uniform"
             ),
         ] = None,
+        grad_clip: Annotated[
+            float | None,
+            typer.Option("--grad-clip", help="clip the gradient norm to this; 0 = off [fast 0.5]"),
+        ] = None,
         lambda_d: Annotated[float, typer.Option("--lambda-d", help="depth loss weight")] = 1.0,
         lambda_grad: Annotated[
             float, typer.Option("--lambda-grad", help="depth task: gradient-matching weight")
@@ -385,6 +390,7 @@ def register(app: typer.Typer) -> None:
             "warmup": warmup,
             "ema": ema,
             "crop_bias": crop_bias,
+            "grad_clip": grad_clip,
             "recipe": recipe.value,
             "seed": seed,
             "val_count": val_count,

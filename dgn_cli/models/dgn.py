@@ -231,3 +231,13 @@ def parameter_counts(model: DGN) -> dict[str, int]:
     counts = {"refinement": count(model.refinement), "deblurring": count(model.deblur)}
     counts["total"] = counts["refinement"] + counts["deblurring"]
     return counts
+
+
+def randomize_outputs(model: DGN) -> DGN:
+    """Give each branch's Conv24 the default random initialisation, in place; returns `model`.
+    A fresh DGN is the identity (zero Conv24, the right start for training); an untrained
+    model used to exercise a pipeline (tests, timing, "random" weights) should change its input."""
+    for module in model.modules():
+        if isinstance(module, EncoderDecoder):
+            module.conv24.reset_parameters()
+    return model
