@@ -321,6 +321,7 @@ def load_init_weights(model: nn.Module, name_or_path: str) -> Path:
 
     path = checkpoints.resolve_checkpoint(name_or_path)
     state = checkpoints.load_state_dict_file(path)
+    state = _image_init_for_video(model, state)
     try:
         checkpoints.load_state_dict_strict(model, state, str(path))
     except CheckpointError as e:
@@ -337,6 +338,21 @@ def decay_parameter_names(model: nn.Module) -> set[str]:
     return {
         name for name, p in model.named_parameters() if p.dim() > 1 and ".sft." not in f".{name}."
     }
+
+
+def _image_init_for_video(model: nn.Module, state: dict) -> dict:
+    """--init with IMAGE weights for a video DGN: expand Conv1 of the deblurring branch to the
+    five stacked frames (centre frame = the image weights, neighbours zero), so the video
+    model starts exactly where the image model is. Any other state is returned unchanged."""
+    from dgn_cli.models.dgn import expand_image_state_to_video
+
+    key = "deblur.net.conv1.0.weight"
+    frames = getattr(getattr(model, "config", None), "frames", 1)
+    if frames > 1 and key in state:
+        own = dict(model.named_parameters()).get(key)
+        if own is not None and state[key].shape[1] * frames == own.shape[1]:
+            return expand_image_state_to_video(state, frames)
+    return state
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

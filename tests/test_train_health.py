@@ -158,3 +158,21 @@ def test_gradient_clipping_is_logged(tmp_path):
     train(c, run(tmp_path), datasets=data(c))
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all("grad_norm" in x for x in lines if x["event"] == "train")
+
+
+def test_a_video_dgn_can_start_from_image_weights(tmp_path, tiny_config):
+    from dgn_cli.checkpoints import save_dgn
+    from dgn_cli.models.dgn import randomize_outputs
+    from dgn_cli.train import load_init_weights
+
+    torch.manual_seed(0)
+    image_model = randomize_outputs(DGN(tiny_config())).eval()
+    save_dgn(image_model, tmp_path / "image.safetensors")
+    video_model = DGN(tiny_config(frames=5)).eval()
+    load_init_weights(video_model, str(tmp_path / "image.safetensors"))
+    frames, depth = _inputs(frames=5)
+    with torch.no_grad():
+        video = video_model(frames, depth)
+        image = image_model(frames[:, 6:9], depth)
+    assert torch.allclose(video.image, image.image, atol=1e-5)
+    assert not torch.equal(video.image, frames[:, 6:9])

@@ -241,3 +241,17 @@ def randomize_outputs(model: DGN) -> DGN:
         if isinstance(module, EncoderDecoder):
             module.conv24.reset_parameters()
     return model
+
+
+def expand_image_state_to_video(state: dict[str, torch.Tensor], frames: int) -> dict:
+    """An image DGN's state dict as a `frames`-frame video DGN's: the deblurring branch's Conv1
+    gets the image weights on the centre frame's input channels and zeros on the others, so
+    the video model starts as exactly the image model (and training teaches it to use the
+    neighbours). Every other tensor is shared unchanged. Returns a new dict."""
+    key = "deblur.net.conv1.0.weight"
+    weight = state[key]
+    image_chs = weight.shape[1]
+    expanded = weight.new_zeros(weight.shape[0], image_chs * frames, *weight.shape[2:])
+    centre = frames // 2
+    expanded[:, centre * image_chs : (centre + 1) * image_chs] = weight
+    return {**state, key: expanded}
