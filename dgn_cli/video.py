@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dgn_cli import blend
 from dgn_cli.engine import Engine
 from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path, write_error, write_text_atomic
@@ -88,6 +89,7 @@ Progress = Callable[[int, int | None], None]
 MANIFEST_VERSION = 1
 DEFAULT_SEGMENT_FRAMES = 300
 COMPARE_GAP = 8  # white px between input and output in the compare video
+MASK_RADIUS = 2  # the depth mask is steadied over frames t-2 .. t+2 (blend.temporal_depth)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class VideoOptions:
     overwrite: bool = False
     queue_size: int = 4  # frames buffered between decoder, model and encoder
     scene_threshold: float = DEFAULT_SCENE_THRESHOLD  # scene-cut sensitivity; 0 = no cuts
+    control: blend.Control | None = None  # strength and depth mask (dgn_cli.blend)
 
 
 @dataclass
@@ -178,7 +181,7 @@ def prepare_outputs(
         settings.color_matrix, settings.color_range = info.color_matrix, info.color_range
     widths = {dst: info.width, **{p: info.width for p in extra.values()}}
     if "compare" in extra:
-        widths[extra["compare"]] = 2 * info.width + COMPARE_GAP
+        widths[extra["compare"]] = _compare_width(info.width, opts)
     for path, width in widths.items():
         check_encoding(settings, path, width, info.height, info.fps)
     pad_w, pad_h = settings.pad(info.width, info.height)
@@ -189,6 +192,16 @@ def prepare_outputs(
             "(--pix-fmt yuv444p keeps the exact size)"
         )
     return dataclasses.replace(opts, encode=settings)
+
+
+def _uses_mask(opts: VideoOptions) -> bool:
+    return opts.control is not None and opts.control.uses_mask
+
+
+def _compare_width(width: int, opts: VideoOptions) -> int:
+    """input | output, or input | mask | output when a depth mask is used."""
+    panels = 3 if _uses_mask(opts) else 2
+    return panels * width + (panels - 1) * COMPARE_GAP
 
 
 def work_dir(output: Path) -> Path:
@@ -308,6 +321,8 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
         "tracks": tracks,
         "scene_threshold": opts.scene_threshold,
     }
+    if opts.control is not None and opts.control.active:
+        key["control"] = opts.control.describe()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return {"version": MANIFEST_VERSION, "key": key, "digest": digest}
 
@@ -383,9 +398,10 @@ def _match_depth(raw: np.ndarray, bits16: bool) -> np.ndarray:
     return raw
 
 
-def _compare_frame(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
+def _compare_frame(raw: np.ndarray, out: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     gap = np.full((out.shape[0], COMPARE_GAP, 3), np.iinfo(out.dtype).max, out.dtype)
-    return np.concatenate([raw, gap, out], axis=1)
+    middle = [mask, gap] if mask is not None else []
+    return np.concatenate([raw, gap, *middle, out], axis=1)
 
 
 def _check_targets(src: Path, targets: list[Path], overwrite: bool) -> None:
@@ -428,11 +444,12 @@ class _EncoderThread:
     def _run(self) -> None:
         try:
             while (item := self.queue.get()) is not None and not self.aborting:
-                t, image, raw, depth = item
+                t, image, raw, depth, mask = item
                 out = _to_array(image, self.bits16)
                 self.encoders["main"].write(t, out)
                 if "compare" in self.encoders:
-                    cmp = _compare_frame(_match_depth(raw, self.bits16), out)
+                    m = _to_array(mask, self.bits16) if mask is not None else None
+                    cmp = _compare_frame(_match_depth(raw, self.bits16), out, m)
                     self.encoders["compare"].write(t, cmp)
                 if "depth" in self.encoders:
                     self.encoders["depth"].write(t, _to_array(depth, self.bits16))
@@ -536,7 +553,11 @@ def deblur_video(
     radius = engine.dgn.config.frames // 2
     total = expected_frames(info, opts)
 
-    widths = {"main": info.width, "compare": 2 * info.width + COMPARE_GAP, "depth": info.width}
+    widths = {
+        "main": info.width,
+        "compare": _compare_width(info.width, opts),
+        "depth": info.width,
+    }
     encoders = {
         t: SegmentEncoder(
             t, work, widths[t], info.height, info.fps, settings, opts.segment_frames, times
@@ -545,7 +566,11 @@ def deblur_video(
     }
     decoder = writer = None
     compute_s = 0.0
-    window = SlidingWindow(radius)
+    control = opts.control if opts.control is not None and opts.control.active else None
+    masked = _uses_mask(opts)
+    # With a mask the window also holds the frames the mask is steadied over.
+    window = SlidingWindow(max(radius, MASK_RADIUS) if masked else radius)
+    skip = window.radius - radius  # the model's frames are the middle of the held window
     scale = 65535.0 if info.high_bit_depth else 255.0
     keep_raw = "compare" in extra
     scenes = SceneDetector(opts.scene_threshold)
@@ -575,17 +600,27 @@ def deblur_video(
                     progress(t + 1, total)
                 return
             t0 = time.perf_counter()
-            items = window.items(t)
+            held = window.items(t)
+            items = held[skip : len(held) - skip]
             centre = window[t]
-            if engine.uses_depth and centre.depth is None:
-                centre.depth = engine.estimate_depth(centre.x)
+            for it in held if masked else [centre] if engine.uses_depth else []:
+                if it.depth is None:
+                    it.depth = engine.estimate_depth(it.x)
             x = items[0].x if len(items) == 1 else torch.cat([it.x for it in items], dim=1)
-            image, refined = engine.restore(x, centre.depth, return_depth="depth" in extra)
+            want_depth = "depth" in extra or masked
+            d_in = centre.depth if engine.uses_depth else None
+            image, refined = engine.restore(x, d_in, return_depth=want_depth)
             guide = refined if refined is not None else centre.depth
+            mask = None
+            if control is not None:
+                m_depth = None
+                if masked:  # the refined depth on the window's mean estimator depth
+                    m_depth = blend.temporal_depth(guide, centre.depth, [it.depth for it in held])
+                image, mask = blend.apply(centre.x, image, m_depth, control)
             if "depth" in extra and guide is None:
                 guide = torch.zeros_like(image[:, :1])
             compute_s += time.perf_counter() - t0
-            writer.put((t, image, centre.raw, guide))
+            writer.put((t, image, centre.raw, guide, mask))
             if progress:
                 progress(t + 1, total)
 

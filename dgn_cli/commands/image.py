@@ -10,7 +10,10 @@ Existing outputs are skipped unless --overwrite; an output that would replace an
 refused; a file that cannot be read is reported in one line and the batch goes on; the exit
 code is 1 if any file failed. Extras beside each output: `<name>.depth.png` (--save-depth:
 the refined depth D_r the network used, 16-bit PNG) and `<name>.compare.<ext>`
-(--compare: blurred | depth (colour-mapped) | deblurred, 8-bit).
+(--compare: blurred | depth (colour-mapped) | [mask |] deblurred, 8-bit).
+
+--strength and --keep-background / --keep-foreground (dgn_cli.blend) mix the result with the
+input in linear light, everywhere or where the refined depth says far (or near).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dgn_cli import io
+from dgn_cli import blend, io
 from dgn_cli.commands.common import (
     DepthModelOpt,
     DeviceOpt,
@@ -92,6 +95,54 @@ MaxPixelsOpt = Annotated[
         min=1,
         help="refuse images whose header declares more pixels than this (checked before "
         "decoding; raise it for huge panoramas)",
+    ),
+]
+StrengthOpt = Annotated[
+    float,
+    typer.Option(
+        "--strength",
+        min=0.0,
+        max=1.0,
+        help="how much of the deblurred result to use, mixed with the input in linear light "
+        "(0 = the input, 1 = the full result)",
+    ),
+]
+KeepBackgroundOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-background",
+        "--only-near",
+        help="keep the input where the depth says far (bokeh, haze stay as shot); only what "
+        "is nearer than --threshold is deblurred, with a soft feathered edge",
+    ),
+]
+KeepForegroundOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-foreground",
+        "--only-far",
+        help="the other way round: keep the input where the depth says near (an out-of-focus "
+        "foreground stays as shot)",
+    ),
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="depth (0 = far, 1 = nearest) splitting near from far for --keep-background / "
+        "--keep-foreground (default: automatic, Otsu's split of the depth histogram)",
+        show_default=False,
+    ),
+]
+FeatherOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--feather",
+        min=0.0,
+        help="blur of the mask's edge in px (default 0.3 % of the long side)",
+        show_default=False,
     ),
 ]
 InputsArg = Annotated[
@@ -368,15 +419,48 @@ def write_depth16(path: Path, depth) -> None:
     io.write_image(path, io.from_tensor(depth, np.uint16, gray=True))
 
 
-def compare_panel(blurred: np.ndarray, depth_rgb: np.ndarray, sharp: np.ndarray) -> np.ndarray:
-    """blurred | depth | deblurred side by side, 8-bit RGB, 8-px white gaps."""
-    panels = [io.convert_dtype(p, np.dtype(np.uint8)) for p in (blurred, depth_rgb, sharp)]
-    h = panels[0].shape[0]
-    gap = np.full((h, 8, 3), 255, np.uint8)
-    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+def compare_panel(
+    blurred: np.ndarray, depth_rgb: np.ndarray, sharp: np.ndarray, mask_rgb=None
+) -> np.ndarray:
+    """blurred | depth | [mask |] deblurred side by side, 8-bit RGB, 8-px white gaps."""
+    pictures = (blurred, depth_rgb, *([mask_rgb] if mask_rgb is not None else []), sharp)
+    panels = [io.convert_dtype(p, np.dtype(np.uint8)) for p in pictures]
+    gap = np.full((panels[0].shape[0], 8, 3), 255, np.uint8)
+    row = [panels[0]]
+    for p in panels[1:]:
+        row += [gap, p]
+    return np.concatenate(row, axis=1)
 
 
 # ------------------------------------------------------------------------------ command
+def make_control(
+    strength: float,
+    keep_background: bool,
+    keep_foreground: bool,
+    threshold: float | None,
+    feather: float | None,
+) -> blend.Control:
+    """The blend.Control of the command-line options (BadParameter on bad combinations)."""
+    if keep_background and keep_foreground:
+        raise typer.BadParameter(
+            "--keep-background and --keep-foreground exclude each other",
+            param_hint="--keep-foreground",
+        )
+    keep = "background" if keep_background else "foreground" if keep_foreground else None
+    if keep is None and (threshold is not None or feather is not None):
+        raise typer.BadParameter(
+            "--threshold and --feather shape the depth mask: add --keep-background or "
+            "--keep-foreground",
+            param_hint="--threshold",
+        )
+    return blend.Control(strength=strength, keep=keep, threshold=threshold, feather=feather)
+
+
+def mask_rgb(mask) -> np.ndarray:
+    """(1, 1, H, W) mask tensor -> (H, W, 3) uint8 gray (white = deblurred, black = kept)."""
+    return colorize(mask[0, 0].numpy(), "gray")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("deblur-image")
     @cli_errors
@@ -414,8 +498,17 @@ def register(app: typer.Typer) -> None:
         ] = False,
         compare: Annotated[
             bool,
-            typer.Option("--compare", help="also write <name>.compare: blurred | depth | sharp"),
+            typer.Option(
+                "--compare",
+                help="also write <name>.compare: blurred | depth | sharp (| mask before sharp "
+                "when a depth mask is used)",
+            ),
         ] = False,
+        strength: StrengthOpt = 1.0,
+        keep_background: KeepBackgroundOpt = False,
+        keep_foreground: KeepForegroundOpt = False,
+        threshold: ThresholdOpt = None,
+        feather: FeatherOpt = None,
         max_pixels: MaxPixelsOpt = io.DEFAULT_MAX_PIXELS,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
@@ -428,6 +521,7 @@ def register(app: typer.Typer) -> None:
         reads one image from stdin, `-o -` writes it to stdout. 8/16-bit, grayscale, alpha,
         EXIF orientation, EXIF and ICC are kept where the output format allows.
         """
+        control = make_control(strength, keep_background, keep_foreground, threshold, feather)
         stack = ExitStack()  # temporary files of - (stdin/stdout), removed when dgn exits
         atexit.register(stack.close)
         inputs, output, to_stdout = _stdio(
@@ -460,6 +554,8 @@ def register(app: typer.Typer) -> None:
             pic = io.read_image(job.src, max_pixels=max_pixels)
             x = io.to_tensor(pic.rgb)
             restored, depth, refined = engine.deblur(x, progress=prog.on_tile)
+            guide = refined if refined is not None else depth
+            restored, mask = engine.control(x, restored, guide, control)
             del x
             sharp = io.from_tensor(restored, pic.rgb.dtype, gray=pic.gray)
             del restored
@@ -468,7 +564,6 @@ def register(app: typer.Typer) -> None:
                 notes += io.write_image(
                     job.dst, sharp, alpha=pic.alpha, exif=pic.exif, icc=pic.icc, quality=quality
                 )
-            guide = refined if refined is not None else depth
             result: dict[str, Any] = {
                 "width": pic.width,
                 "height": pic.height,
@@ -482,6 +577,10 @@ def register(app: typer.Typer) -> None:
                 "fp32_recomputed": engine.last_run.fp32_recomputed,
                 "notes": notes,
             }
+            if control.active:
+                result["control"] = control.describe()
+            if mask is not None:
+                result["mask_mean"] = round(float(mask.mean()), 4)  # share deblurred
             paths = iter(extras(job.dst))
             if save_depth and guide is not None:
                 result["depth"] = str(path := next(paths))
@@ -492,7 +591,8 @@ def register(app: typer.Typer) -> None:
             if compare and job.wants(path):
                 d = guide[0, 0].numpy() if guide is not None else np.zeros(sharp.shape[:2])
                 rgb_sharp = sharp if sharp.ndim == 3 else np.repeat(sharp[:, :, None], 3, 2)
-                panel = compare_panel(pic.rgb, colorize(d), rgb_sharp)
+                m = mask_rgb(mask) if mask is not None else None
+                panel = compare_panel(pic.rgb, colorize(d), rgb_sharp, m)
                 io.write_image(path, panel, quality=quality, icc=pic.icc)
             return result
 

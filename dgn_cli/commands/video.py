@@ -45,7 +45,17 @@ from dgn_cli.commands.common import (
     fail,
     print_json,
 )
-from dgn_cli.commands.image import TileOpt, TileOverlapOpt, build_engine
+from dgn_cli.commands.image import (
+    FeatherOpt,
+    KeepBackgroundOpt,
+    KeepForegroundOpt,
+    StrengthOpt,
+    ThresholdOpt,
+    TileOpt,
+    TileOverlapOpt,
+    build_engine,
+    make_control,
+)
 from dgn_cli.engine import DEFAULT_OVERLAP, Engine
 from dgn_cli.video import (
     DEFAULT_SEGMENT_FRAMES,
@@ -196,8 +206,17 @@ def register(app: typer.Typer) -> None:
         ] = None,
         compare: Annotated[
             bool,
-            typer.Option("--compare", help="also write <output>.compare.<ext>: input | output"),
+            typer.Option(
+                "--compare",
+                help="also write <output>.compare.<ext>: input | output (input | mask | output "
+                "when a depth mask is used)",
+            ),
         ] = False,
+        strength: StrengthOpt = 1.0,
+        keep_background: KeepBackgroundOpt = False,
+        keep_foreground: KeepForegroundOpt = False,
+        threshold: ThresholdOpt = None,
+        feather: FeatherOpt = None,
         save_depth: Annotated[
             Path | None,
             typer.Option("--save-depth", help="also write the depth the DGN used as a video"),
@@ -231,8 +250,10 @@ def register(app: typer.Typer) -> None:
         t_start, t_len = parse_time(start, "--start"), parse_time(duration, "--duration")
         if t_len is not None and t_len <= 0:
             raise typer.BadParameter("must be more than 0", param_hint="--duration")
+        control = make_control(strength, keep_background, keep_foreground, threshold, feather)
         output = _output_path(input, output)
         opts = VideoOptions(
+            control=control,
             encode=choose_encoding(output, codec, crf, preset, pix_fmt),
             start=t_start,
             duration=t_len,
