@@ -55,8 +55,23 @@ from dgn_cli.commands.common import (
     err_console,
     print_json,
 )
-from dgn_cli.engine import DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
+from dgn_cli.engine import DEFAULT_DEPTH, DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
 from dgn_cli.errors import DgnError, OutputError
+
+
+class Backend(StrEnum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+BackendOpt = Annotated[
+    Backend,
+    typer.Option(
+        "--backend",
+        help="torch, or onnxruntime to run a graph made by `dgn export` (--weights model.onnx; "
+        "its depth graph model.depth.onnx is found beside it)",
+    ),
+]
 
 
 class ImageFormat(StrEnum):
@@ -162,6 +177,7 @@ def build_engine(
     quiet: bool,
     load_dgn: bool = True,
     kind: str = "image",
+    backend: Backend | str = Backend.torch,
 ) -> Engine:
     """The engine for a command (`kind` image or video picks the default weights); says loudly
     when the weights are random, and (unless quiet) which device and precision run."""
@@ -180,7 +196,10 @@ def build_engine(
             "[bold yellow on red] WARNING [/] [bold yellow]--weights random: seeded RANDOM, "
             "UNTRAINED networks. The outputs are NOT deblurred; use this only for testing.[/]"
         )
-    engine = Engine(cfg)
+    if str(backend) == Backend.onnxruntime:
+        engine = _onnx_engine(cfg, depth_model)
+    else:
+        engine = Engine(cfg)
     if not quiet:
         info = engine.info()
         tile_text = {None: "auto", 0: "whole image"}.get(cfg.tile, f"{cfg.tile} px")
@@ -196,6 +215,27 @@ def build_engine(
             parts.append(f"tiles {tile_text}, overlap {cfg.tile_overlap} px")
         err_console.print("[dim]dgn:[/] " + ", ".join(parts))
     return engine
+
+
+def _onnx_engine(cfg: EngineConfig, depth_model: str | None) -> Engine:
+    """An engine whose DGN (and depth estimator, unless --depth-model names one) are ONNX
+    graphs run by onnxruntime; tiling, depth and masks work as with torch."""
+    from dgn_cli import devices, onnx_export
+    from dgn_cli.engine import load_depth
+
+    if cfg.weights is None or not str(cfg.weights).endswith(".onnx"):
+        raise typer.BadParameter(
+            "--backend onnxruntime runs a graph made by `dgn export`: give --weights FILE.onnx",
+            param_hint="--weights",
+        )
+    cfg.precision = "fp32"  # the graph is float32; autocast does not reach onnxruntime
+    device = devices.resolve_device(cfg.device)
+    dgn, depth = onnx_export.load_onnx(cfg.weights, device)
+    if cfg.kind == "image" and dgn.config.frames != 1:
+        raise typer.BadParameter(f"{cfg.weights} is a video model; use dgn deblur-video")
+    if depth_model is not None or (depth is None and dgn.config.uses_depth):
+        depth = load_depth(depth_model or DEFAULT_DEPTH, device)
+    return Engine(cfg, dgn=dgn, depth_estimator=depth)
 
 
 # ------------------------------------------------------------------------------ progress
@@ -510,6 +550,7 @@ def register(app: typer.Typer) -> None:
         threshold: ThresholdOpt = None,
         feather: FeatherOpt = None,
         max_pixels: MaxPixelsOpt = io.DEFAULT_MAX_PIXELS,
+        backend: BackendOpt = Backend.torch,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -540,6 +581,7 @@ def register(app: typer.Typer) -> None:
             tile=tile,
             tile_overlap=tile_overlap,
             quiet=quiet,
+            backend=backend,
         )
 
         def extras(dst: Path) -> list[Path]:

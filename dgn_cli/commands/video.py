@@ -46,6 +46,8 @@ from dgn_cli.commands.common import (
     print_json,
 )
 from dgn_cli.commands.image import (
+    Backend,
+    BackendOpt,
     FeatherOpt,
     KeepBackgroundOpt,
     KeepForegroundOpt,
@@ -113,7 +115,9 @@ def _progress(quiet: bool) -> Progress:
     )
 
 
-def _engine(model: VideoModel, weights, depth_model, device, precision, tile, overlap, quiet):
+def _engine(
+    model: VideoModel, weights, depth_model, device, precision, tile, overlap, quiet, backend
+):
     engine = build_engine(
         weights=weights,
         depth_model=depth_model,
@@ -123,6 +127,7 @@ def _engine(model: VideoModel, weights, depth_model, device, precision, tile, ov
         tile_overlap=overlap,
         quiet=quiet,
         kind=model.value,
+        backend=backend,
     )
     if model is VideoModel.video and engine.dgn.config.frames == 1 and not quiet:
         name = engine.config.weights
@@ -241,6 +246,7 @@ def register(app: typer.Typer) -> None:
                 "each shot; 0 = no cut detection",
             ),
         ] = DEFAULT_SCENE_THRESHOLD,
+        backend: BackendOpt = Backend.torch,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -267,7 +273,7 @@ def register(app: typer.Typer) -> None:
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
         prepare_outputs(input, output, opts, info, [])  # so does a bad output or option
         engine: Engine = _engine(
-            model, weights, depth_model, device, precision, tile, tile_overlap, quiet
+            model, weights, depth_model, device, precision, tile, tile_overlap, quiet, backend
         )
         with _progress(quiet) as bar:
             task = bar.add_task(input.name, total=expected_frames(info, opts))
