@@ -57,6 +57,7 @@ from dgn_cli.commands.common import (
 )
 from dgn_cli.engine import DEFAULT_DEPTH, DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
 from dgn_cli.errors import DgnError, OutputError
+from dgn_cli.shard import in_shard, parse_shard
 
 
 class Backend(StrEnum):
@@ -160,6 +161,15 @@ FeatherOpt = Annotated[
         show_default=False,
     ),
 ]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="K/N: do only shard K (0..N-1) of the work, so N machines (a SLURM array, a "
+        "Kubernetes Indexed Job, GNU parallel) share it; photos by a hash of their path",
+        show_default=False,
+    ),
+]
 InputsArg = Annotated[
     list[str], typer.Argument(help="image files, folders (searched recursively) or globs")
 ]
@@ -238,6 +248,35 @@ def _onnx_engine(cfg: EngineConfig, depth_model: str | None) -> Engine:
     return Engine(cfg, dgn=dgn, depth_estimator=depth)
 
 
+def run_on_local_gpus(device: str, shard: tuple[int, int] | None) -> None:
+    """--device cuda:all (or cuda:0,1): run this same command once per local GPU, each on
+    its sub-shard (dgn_cli.shard.plan_workers), wait for all, and exit with the worst code.
+    Returns (does nothing) for a single device."""
+    import os
+    import subprocess
+
+    import torch
+
+    from dgn_cli.shard import plan_workers, worker_argv
+
+    workers = plan_workers(device, shard, torch.cuda.device_count())
+    if workers is None:
+        return
+    err_console.print(
+        f"[dim]dgn:[/] {len(workers)} workers: "
+        + ", ".join(f"{d} shard {k}/{n}" for d, (k, n) in workers)
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dgn_cli", *worker_argv(sys.argv[1:], dev, part)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        for dev, part in workers
+    ]
+    codes = [p.wait() for p in procs]
+    raise typer.Exit(max(codes))
+
+
 # ------------------------------------------------------------------------------ progress
 class BatchProgress(AbstractContextManager):
     """Rich progress on stderr: one bar for the files, one for the current file's tiles."""
@@ -284,6 +323,7 @@ class Job:
     # The outputs this run writes (the main one and its extras); None = all of them. A rerun
     # of a batch whose extras failed (disk full) writes only the missing ones.
     write: set[Path] | None = None
+    key: str = ""  # the input's path relative to its folder: what --shard hashes
 
     def wants(self, path: Path) -> bool:
         return self.write is None or path in self.write
@@ -317,7 +357,8 @@ def plan_batch(
             f.path.with_name(f.path.stem + stem_suffix + (ext or f.path.suffix.lower()))
             for f in found
         ]
-        return Batch([Job(f.path, d) for f, d in zip(found, dsts, strict=True)], errors, single)
+        jobs = [Job(f.path, d, key=_key(f)) for f, d in zip(found, dsts, strict=True)]
+        return Batch(jobs, errors, single)
     output = output.expanduser()
     looks_like_file = (
         not output.is_dir() and io.is_image_path(output) and not str(output).endswith(("/", "\\"))
@@ -333,7 +374,23 @@ def plan_batch(
     exclude = None if to_file else output
     found, errors = io.expand_inputs(inputs, exclude=exclude)
     dsts = io.output_paths(found, output, to_file, ext, stem_suffix)
-    return Batch([Job(f.path, d) for f, d in zip(found, dsts, strict=True)], errors, to_file)
+    jobs = [Job(f.path, d, key=_key(f)) for f, d in zip(found, dsts, strict=True)]
+    return Batch(jobs, errors, to_file)
+
+
+def _key(found: io.Found) -> str:
+    """The path --shard hashes: relative to the input folder, so it is the same on every
+    machine whatever the mount point."""
+    p, base = found.path, found.base
+    return (p.relative_to(base) if p.is_relative_to(base) else Path(p.name)).as_posix()
+
+
+def select_shard(batch: Batch, shard: tuple[int, int] | None) -> Batch:
+    """Only the jobs of `shard` (dgn_cli.shard: by a hash of each input's relative path)."""
+    if shard is None:
+        return batch
+    jobs = [j for j in batch.jobs if in_shard(j.key, shard)]
+    return Batch(jobs, batch.errors, batch.to_file)
 
 
 @dataclass
@@ -551,6 +608,7 @@ def register(app: typer.Typer) -> None:
         feather: FeatherOpt = None,
         max_pixels: MaxPixelsOpt = io.DEFAULT_MAX_PIXELS,
         backend: BackendOpt = Backend.torch,
+        shard: ShardOpt = None,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -563,6 +621,8 @@ def register(app: typer.Typer) -> None:
         EXIF orientation, EXIF and ICC are kept where the output format allows.
         """
         control = make_control(strength, keep_background, keep_foreground, threshold, feather)
+        part = parse_shard(shard)
+        run_on_local_gpus(device, part)  # --device cuda:all: one worker per GPU, then exit
         stack = ExitStack()  # temporary files of - (stdin/stdout), removed when dgn exits
         atexit.register(stack.close)
         inputs, output, to_stdout = _stdio(
@@ -572,7 +632,7 @@ def register(app: typer.Typer) -> None:
         ext = _output_ext(inputs, output, fmt) if output is not None else _fmt_ext(fmt)
         if suffix is None:
             suffix = "_sharp" if output is None else ""
-        batch = plan_batch(inputs, output, ext=ext, stem_suffix=suffix)
+        batch = select_shard(plan_batch(inputs, output, ext=ext, stem_suffix=suffix), part)
         engine = build_engine(
             weights=weights,
             depth_model=depth_model,

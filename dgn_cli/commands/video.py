@@ -51,19 +51,23 @@ from dgn_cli.commands.image import (
     FeatherOpt,
     KeepBackgroundOpt,
     KeepForegroundOpt,
+    ShardOpt,
     StrengthOpt,
     ThresholdOpt,
     TileOpt,
     TileOverlapOpt,
     build_engine,
     make_control,
+    run_on_local_gpus,
 )
 from dgn_cli.engine import DEFAULT_OVERLAP, Engine
+from dgn_cli.shard import parse_shard
 from dgn_cli.video import (
     DEFAULT_SEGMENT_FRAMES,
     VideoOptions,
     deblur_video,
     expected_frames,
+    merge_video,
     open_input,
     prepare_outputs,
     work_dir,
@@ -247,6 +251,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = DEFAULT_SCENE_THRESHOLD,
         backend: BackendOpt = Backend.torch,
+        shard: ShardOpt = None,
+        merge: Annotated[
+            bool,
+            typer.Option(
+                "--merge",
+                help="join the segments the --shard runs left into the output (no model runs)",
+            ),
+        ] = False,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -257,6 +269,11 @@ def register(app: typer.Typer) -> None:
         if t_len is not None and t_len <= 0:
             raise typer.BadParameter("must be more than 0", param_hint="--duration")
         control = make_control(strength, keep_background, keep_foreground, threshold, feather)
+        part = parse_shard(shard)
+        if merge and part is not None:
+            raise typer.BadParameter("--merge joins all shards; drop --shard", param_hint="--merge")
+        if not merge:
+            run_on_local_gpus(device, part)  # --device cuda:all: one worker per GPU, then exit
         output = _output_path(input, output)
         opts = VideoOptions(
             control=control,
@@ -269,7 +286,16 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             overwrite=overwrite,
             scene_threshold=scene_threshold,
+            shard=part,
         )
+        if merge:
+            info, _ = open_input(input, opts)
+            result = merge_video(input, output, opts, info=info)
+            if as_json:
+                print_json({"command": "deblur-video", "merge": True, **result.as_dict()})
+            if not quiet:
+                err_console.print(f"merged {result.output}: {result.frames} frames", soft_wrap=True)
+            return
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
         prepare_outputs(input, output, opts, info, [])  # so does a bad output or option
         engine: Engine = _engine(
@@ -291,6 +317,16 @@ def register(app: typer.Typer) -> None:
                 _on_sigterm(previous)
         if as_json:
             print_json({"command": "deblur-video", **engine.info(), **result.as_dict()})
+        if result.status == "shard-done":
+            if not quiet:
+                k, n = part
+                err_console.print(
+                    f"shard {k}/{n} done; {len(result.missing_segments)} segment(s) of other "
+                    f"shards still missing: the last shard to finish, or dgn deblur-video "
+                    f"{escape(str(input))} -o {escape(str(output))} --merge, writes the output",
+                    soft_wrap=True,
+                )
+            return
         if not quiet:
             for note in result.notes:
                 err_console.print(f"[yellow]note[/] {escape(note)}", soft_wrap=True)
