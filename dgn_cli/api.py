@@ -6,6 +6,9 @@
     sharp = deblurrer.deblur(image)      # same type, dtype and shape as `image`
     sharps = deblurrer.deblur([a, b])    # a list in, a list out (one model, loaded once)
     depth = deblurrer.depth(image)       # (H, W) float32, normalised inverse depth, 1 = nearest
+    soft = deblurrer.deblur(image, strength=0.5)               # half way, in linear light
+    portrait = deblurrer.deblur(image, keep_background=True)   # the bokeh stays as shot
+    mask = deblurrer.mask(image, keep_background=0.4)          # (H, W) float32, 1 = deblurred
 
 `image` is an RGB (not BGR) numpy array: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, of
 uint8, uint16 or float (float in [0, 1]), read-only arrays included; or a PIL image, for which
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dgn_cli import blend
 from dgn_cli.engine import DEFAULT_OVERLAP, Engine, EngineConfig, Progress
 from dgn_cli.io import from_tensor, to_tensor
 
@@ -52,20 +56,57 @@ class Deblurrer:
             )
         )
 
-    def deblur(self, image, progress: Progress | None = None):
+    def deblur(
+        self,
+        image,
+        progress: Progress | None = None,
+        *,
+        strength: float = 1.0,
+        keep_background: bool | float | None = None,
+        keep_foreground: bool | float | None = None,
+    ):
         """Deblurred copy of `image` (numpy array or PIL image), same type, dtype and shape; a
-        list or tuple of images -> a list of results."""
+        list or tuple of images -> a list of results.
+
+        strength: 0..1, the result mixed with the input in linear light (0 = the input).
+        keep_background: True (automatic threshold) or a depth threshold in [0, 1]: the input
+        is kept where the refined depth is farther, softly and feathered (dgn_cli.blend);
+        keep_foreground: the same the other way round (the input kept where nearer)."""
+        control = make_control(strength, keep_background, keep_foreground)
         if isinstance(image, list | tuple):
-            return [self.deblur(im, progress) for im in image]
+            return [self.deblur(im, progress, **_kw(control)) for im in image]
         pil_mode = getattr(image, "mode", None) if _is_pil(image) else None
         array = _from_pil(image) if pil_mode else np.asarray(image)
         rgb, alpha, gray, dtype = _split(array)
-        restored, _, _ = self.engine.deblur(to_tensor(rgb), progress)
+        x = to_tensor(rgb)
+        restored, depth, refined = self.engine.deblur(x, progress)
+        guide = refined if refined is not None else depth
+        restored, _ = self.engine.control(x, restored, guide, control)
         out = from_tensor(restored, dtype, gray=gray)
         if alpha is not None:
             out = np.dstack([out, alpha])
         out = out.reshape(array.shape)
         return _to_pil(out, pil_mode) if pil_mode else out
+
+    def mask(
+        self,
+        image,
+        *,
+        keep_background: bool | float | None = None,
+        keep_foreground: bool | float | None = None,
+    ) -> np.ndarray:
+        """(H, W) float32 depth mask in [0, 1]: how much of the deblurred image each pixel
+        gets (1 = deblurred, 0 = input kept), as `deblur` would use it."""
+        control = make_control(1.0, keep_background, keep_foreground)
+        if not control.uses_mask:
+            raise ValueError("give keep_background or keep_foreground")
+        rgb, _, _, _ = _split(_from_pil(image) if _is_pil(image) else image)
+        x = to_tensor(rgb)
+        restored, depth, refined = self.engine.deblur(x)
+        _, mask = self.engine.control(
+            x, restored, refined if refined is not None else depth, control
+        )
+        return mask[0, 0].numpy()
 
     def depth(self, image: np.ndarray, refined: bool = False) -> np.ndarray:
         """(H, W) float32 depth in [0, 1] (1 = nearest): the estimator's initial depth, or the
@@ -78,6 +119,29 @@ class Deblurrer:
             if depth is None:
                 raise ValueError("this DGN variant (baseline) has no refined depth")
         return depth[0, 0].numpy()
+
+
+def make_control(
+    strength: float = 1.0,
+    keep_background: bool | float | None = None,
+    keep_foreground: bool | float | None = None,
+) -> blend.Control:
+    """The blend.Control of the API's keyword arguments (True = automatic threshold)."""
+    if keep_background not in (None, False) and keep_foreground not in (None, False):
+        raise ValueError("keep_background and keep_foreground exclude each other")
+    keep, value = None, None
+    for name, v in (("background", keep_background), ("foreground", keep_foreground)):
+        if v is not None and v is not False:
+            keep, value = name, v
+    threshold = None if value is None or value is True else float(value)
+    return blend.Control(strength=float(strength), keep=keep, threshold=threshold)
+
+
+def _kw(control: blend.Control) -> dict:
+    if control.keep is None:
+        return {"strength": control.strength}
+    value = True if control.threshold is None else control.threshold
+    return {"strength": control.strength, f"keep_{control.keep}": value}
 
 
 def _is_pil(image) -> bool:

@@ -42,6 +42,7 @@ COMMANDS = {
         "Time the model (end to end and per component), count its parameters and GMACs, and "
         "evaluate PSNR/SSIM with the depth ablation on a GOPRO-layout or the synthetic test split.",
     ),
+    "export": ("export", "Export a DGN and its depth estimator as ONNX graphs."),
     "weights": ("weights", "List, fetch and verify checkpoints."),
     "data": ("data", "Collect photos and render depth-aware synthetic blur."),
 }

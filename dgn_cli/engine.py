@@ -5,6 +5,7 @@
     depth = engine.estimate_depth(image)       # (1,3,H,W) [0,1] -> (1,1,H,W) [0,1]
     sharp, refined = engine.restore(frames, depth, progress=cb)   # frames (1,3F,H,W) [0,1]
     sharp, depth, refined = engine.deblur(image)   # estimate_depth + restore (image model)
+    out, mask = engine.control(image, sharp, refined, blend.Control(keep="background"))
 
     Engine(cfg, dgn=model, depth_estimator=est)   # in-memory models (training, tests); they
                                                   # are moved to the device, channels-last
@@ -77,7 +78,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from dgn_cli import checkpoints, devices, tiling
+from dgn_cli import blend, checkpoints, devices, tiling
 from dgn_cli.errors import DeviceError, DgnError
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
@@ -466,6 +467,22 @@ class Engine:
         depth = self.estimate_depth(image) if self.dgn.config.uses_depth else None
         restored, refined = self.restore(image, depth, progress)
         return restored, depth, refined
+
+    def control(
+        self,
+        original: torch.Tensor,
+        restored: torch.Tensor,
+        depth: torch.Tensor | None,
+        control: blend.Control | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Strength and depth mask (dgn_cli.blend): -> (image, mask or None). `depth` is the
+        depth the mask follows (the refined one); estimated from `original` when None and a
+        mask is asked for (the no-depth baseline)."""
+        if control is None or not control.active:
+            return restored, None
+        if control.uses_mask and depth is None:
+            depth = self.estimate_depth(original[:, :3])
+        return blend.apply(original, restored, depth, control)
 
 
 @contextlib.contextmanager

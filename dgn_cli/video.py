@@ -65,9 +65,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dgn_cli import blend
 from dgn_cli.engine import Engine
 from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path, write_error, write_text_atomic
+from dgn_cli.shard import segment_in_shard
 from dgn_cli.video_codecs import check_encoding, choose_encoding
 from dgn_cli.video_ffmpeg import (
     SEGMENT,
@@ -88,6 +90,7 @@ Progress = Callable[[int, int | None], None]
 MANIFEST_VERSION = 1
 DEFAULT_SEGMENT_FRAMES = 300
 COMPARE_GAP = 8  # white px between input and output in the compare video
+MASK_RADIUS = 2  # the depth mask is steadied over frames t-2 .. t+2 (blend.temporal_depth)
 
 
 @dataclass
@@ -104,6 +107,8 @@ class VideoOptions:
     overwrite: bool = False
     queue_size: int = 4  # frames buffered between decoder, model and encoder
     scene_threshold: float = DEFAULT_SCENE_THRESHOLD  # scene-cut sensitivity; 0 = no cuts
+    control: blend.Control | None = None  # strength and depth mask (dgn_cli.blend)
+    shard: tuple[int, int] | None = None  # (K, N): only segments k with k % N == K (dgn_cli.shard)
 
 
 @dataclass
@@ -122,6 +127,10 @@ class VideoResult:
     timing: dict[str, float]
     notes: list[str]
     scene_cuts: list[dict[str, float]] = field(default_factory=list)  # frame, time, score
+    # "written": the output is complete; "shard-done": this shard's segments are finished and
+    # others are missing (the last shard to finish, or merge_video, writes the output)
+    status: str = "written"
+    missing_segments: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,7 +187,7 @@ def prepare_outputs(
         settings.color_matrix, settings.color_range = info.color_matrix, info.color_range
     widths = {dst: info.width, **{p: info.width for p in extra.values()}}
     if "compare" in extra:
-        widths[extra["compare"]] = 2 * info.width + COMPARE_GAP
+        widths[extra["compare"]] = _compare_width(info.width, opts)
     for path, width in widths.items():
         check_encoding(settings, path, width, info.height, info.fps)
     pad_w, pad_h = settings.pad(info.width, info.height)
@@ -191,6 +200,16 @@ def prepare_outputs(
     return dataclasses.replace(opts, encode=settings)
 
 
+def _uses_mask(opts: VideoOptions) -> bool:
+    return opts.control is not None and opts.control.uses_mask
+
+
+def _compare_width(width: int, opts: VideoOptions) -> int:
+    """input | output, or input | mask | output when a depth mask is used."""
+    panels = 3 if _uses_mask(opts) else 2
+    return panels * width + (panels - 1) * COMPARE_GAP
+
+
 def work_dir(output: Path) -> Path:
     """The hidden folder beside `output` holding segments and the manifest of a run."""
     return output.parent / f".{output.name}.dgn-work"
@@ -199,10 +218,14 @@ def work_dir(output: Path) -> Path:
 LOCK_NAME = "lock"
 # Everything a run creates in its work folder; nothing else there is ever deleted.
 _OURS = re.compile(
-    r"^(?:manifest\.json|lock|decode\.log|tmp\w+\.log|\.manifest\.\w+\.tmp\.json"
+    r"^(?:manifest\.json|frames\.json|lock|lock\.\d+of\d+|decode\.log|tmp\w+\.log|\.manifest\.\w+\.tmp\.json"
     r"|[a-z]+(?:_encode\.log|\.filter|\.ffconcat)|[a-z]+_\d{6}(?:\.part)?\.nut"
     r"|[a-z]+_\d{6}\.nut\.done|\.[a-z]+_\d{6}\.nut\.\w+\.tmp\.done)$"
 )
+
+
+class WorkBusy(OutputError):
+    """Another process holds the lock of this work folder."""
 
 
 class WorkLock:
@@ -210,11 +233,11 @@ class WorkLock:
     when it is a symbolic link, not a folder, or owned by someone else; `flock`ed so that a
     second process writing the same output is refused instead of both crashing."""
 
-    def __init__(self, output: Path):
+    def __init__(self, output: Path, name: str = LOCK_NAME, what: str = "writing this output"):
         self.path = work_dir(output)
         for _ in range(20):
             self._check_folder(output)
-            lock = self.path / LOCK_NAME
+            lock = self.path / name
             try:
                 fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:  # the folder was removed by a run that just finished
@@ -225,8 +248,8 @@ class WorkLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise OutputError(
-                    f"{output}: another dgn process is writing this output (it holds {lock}); "
+                raise WorkBusy(
+                    f"{output}: another dgn process is {what} (it holds {lock}); "
                     "wait for it to finish or choose another -o"
                 ) from None
             try:  # the lock is ours only if the file is still the one in the folder
@@ -308,6 +331,8 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
         "tracks": tracks,
         "scene_threshold": opts.scene_threshold,
     }
+    if opts.control is not None and opts.control.active:
+        key["control"] = opts.control.describe()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return {"version": MANIFEST_VERSION, "key": key, "digest": digest}
 
@@ -360,6 +385,135 @@ def _prepare_work(
     return {}
 
 
+def _prepare_shard_work(work: Path, manifest: dict, tracks: list[str], notes) -> dict[int, int]:
+    """Shared work folder of a sharded run: the manifest must be the same for every shard
+    (written by the first); nothing of another shard is touched. -> the finished, verified
+    segments (of any shard) to skip."""
+    old = None
+    with contextlib.suppress(OSError, ValueError):
+        old = json.loads((work / "manifest.json").read_text())
+    if old is not None and old.get("digest") != manifest["digest"]:
+        differ = sorted(
+            k for k in manifest["key"] if old.get("key", {}).get(k) != _jsonish(manifest, k)
+        )
+        raise OutputError(
+            f"{work}: this work folder belongs to a run with other {', '.join(differ) or 'options'}"
+            "; give every shard the same input and options, or remove the folder"
+        )
+    if old is None:
+        write_text_atomic(work / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    per_track = [valid_segments(work, t) for t in tracks]
+    done = {
+        k: n for k, n in per_track[0].items() if all(other.get(k) == n for other in per_track[1:])
+    }
+    if done:
+        notes.append(f"{len(done)} finished segment(s) found in {work.name}, not made again")
+    return done
+
+
+def _missing_segments(work: Path, tracks: list[str], frames: int, n: int) -> list[int]:
+    counts = [min(n, frames - k * n) for k in range((frames + n - 1) // n)]
+    per_track = [valid_segments(work, t) for t in tracks]
+    return [k for k, c in enumerate(counts) if any(v.get(k) != c for v in per_track)]
+
+
+def merge_video(
+    src: str | Path,
+    dst: str | Path,
+    opts: VideoOptions | None = None,
+    *,
+    info: VideoInfo | None = None,
+) -> VideoResult:
+    """Join the segments of a sharded run (`--shard` on several machines) into `dst` without
+    running any model: OutputError naming the missing segments if not all are there."""
+    t0 = time.perf_counter()
+    opts = opts or VideoOptions()
+    src, dst = Path(src), Path(dst)
+    notes: list[str] = []
+    if info is None:
+        info, notes = open_input(src, opts)
+    work = work_dir(dst)
+    try:
+        manifest = json.loads((work / "manifest.json").read_text())
+        frames = int(json.loads((work / "frames.json").read_text())["frames"])
+    except (OSError, ValueError, KeyError):
+        raise OutputError(
+            f"{work}: no finished sharded run to merge here (a shard writes frames.json once it "
+            "has decoded the whole clip); run the shards first"
+        ) from None
+    key = manifest.get("key", {})
+    tracks = key.get("tracks", ["main"])
+    opts = dataclasses.replace(
+        opts,
+        start=key.get("start"),
+        duration=key.get("duration"),
+        segment_frames=int(key.get("segment_frames", opts.segment_frames)),
+        overwrite=True,  # the targets were checked by the shards
+    )
+    if opts.encode is None:
+        opts = dataclasses.replace(opts, encode=choose_encoding(dst))
+    extra = {}
+    if "compare" in tracks:
+        extra["compare"] = opts.compare or dst.with_name(f"{dst.stem}.compare{dst.suffix}")
+    if "depth" in tracks:
+        if opts.depth is None:
+            raise OutputError(f"{work}: the shards also wrote a depth video: give --save-depth")
+        extra["depth"] = Path(opts.depth)
+    audio, merged_by_us = _merge_locked(work, dst, extra, tracks, frames, info, opts)
+    if not merged_by_us:
+        notes.append("another process merged the output")
+    wall = time.perf_counter() - t0
+    times = _frame_times(info, opts)
+    return VideoResult(
+        input=str(src),
+        output=str(dst),
+        frames=frames,
+        fps=float(info.fps),
+        duration=times.duration(0, frames) if times else frames / float(info.fps),
+        seconds=round(wall, 3),
+        frames_per_second=0.0,
+        resumed_frames=frames,
+        audio=audio,
+        extra_outputs={k: str(v) for k, v in extra.items()},
+        source=info.as_dict(),
+        timing={},
+        notes=notes,
+    )
+
+
+def _merge_locked(
+    work, dst, extra, tracks, frames, info, opts, busy_ok: bool = False
+) -> tuple[dict, bool]:
+    """Mux under the work folder's main lock (one merger at a time); -> (audio, merged).
+    busy_ok: when another process holds the lock (a shard that finished at the same time is
+    merging), leave it to that one."""
+    missing = _missing_segments(work, tracks, frames, opts.segment_frames)
+    if missing:
+        raise OutputError(
+            f"{work}: {len(missing)} segment(s) not finished yet (first: {missing[0]}); run the "
+            "shards that make them, then merge"
+        )
+    try:
+        lock = WorkLock(dst, LOCK_NAME, what="merging the shards of this output")
+    except WorkBusy:
+        if busy_ok:
+            return {}, False
+        raise
+    try:
+        if not (lock.path / "frames.json").exists():  # merged meanwhile by another process
+            with contextlib.suppress(OSError):
+                os.unlink(lock.path / LOCK_NAME)
+                os.rmdir(lock.path)  # only if empty
+            return {}, False
+        audio = _mux_all(
+            lock.path, dst, extra, tracks, frames, info, opts, _frame_times(info, opts)
+        )
+    finally:
+        lock.release()
+    remove_ours(lock.path)
+    return audio, True
+
+
 def _jsonish(manifest: dict, key: str):
     """A manifest value as it reads back from JSON (tuples become lists, paths strings)."""
     return json.loads(json.dumps(manifest["key"][key], default=str))
@@ -383,9 +537,10 @@ def _match_depth(raw: np.ndarray, bits16: bool) -> np.ndarray:
     return raw
 
 
-def _compare_frame(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
+def _compare_frame(raw: np.ndarray, out: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     gap = np.full((out.shape[0], COMPARE_GAP, 3), np.iinfo(out.dtype).max, out.dtype)
-    return np.concatenate([raw, gap, out], axis=1)
+    middle = [mask, gap] if mask is not None else []
+    return np.concatenate([raw, gap, *middle, out], axis=1)
 
 
 def _check_targets(src: Path, targets: list[Path], overwrite: bool) -> None:
@@ -428,11 +583,12 @@ class _EncoderThread:
     def _run(self) -> None:
         try:
             while (item := self.queue.get()) is not None and not self.aborting:
-                t, image, raw, depth = item
+                t, image, raw, depth, mask = item
                 out = _to_array(image, self.bits16)
                 self.encoders["main"].write(t, out)
                 if "compare" in self.encoders:
-                    cmp = _compare_frame(_match_depth(raw, self.bits16), out)
+                    m = _to_array(mask, self.bits16) if mask is not None else None
+                    cmp = _compare_frame(_match_depth(raw, self.bits16), out, m)
                     self.encoders["compare"].write(t, cmp)
                 if "depth" in self.encoders:
                     self.encoders["depth"].write(t, _to_array(depth, self.bits16))
@@ -523,12 +679,17 @@ def deblur_video(
         notes.append("variable frame rate source: every frame keeps its source timestamp")
 
     tracks = ["main", *extra]
-    lock = WorkLock(dst)  # refuses a symlinked/foreign work folder and a second writer
+    shard = opts.shard
+    # Refuses a symlinked/foreign work folder and a second writer (of this shard).
+    lock = WorkLock(dst) if shard is None else WorkLock(dst, f"lock.{shard[0]}of{shard[1]}")
     work = lock.path
     manifest = _manifest(engine, info, opts, tracks)
     try:
         _check_targets(src, [dst, *extra.values()], opts.overwrite)  # again, under the lock
-        done = _prepare_work(work, manifest, tracks, opts, notes)
+        if shard is None:
+            done = _prepare_work(work, manifest, tracks, opts, notes)
+        else:
+            done = _prepare_shard_work(work, manifest, tracks, notes)
     except BaseException:
         lock.release()
         raise
@@ -536,7 +697,11 @@ def deblur_video(
     radius = engine.dgn.config.frames // 2
     total = expected_frames(info, opts)
 
-    widths = {"main": info.width, "compare": 2 * info.width + COMPARE_GAP, "depth": info.width}
+    widths = {
+        "main": info.width,
+        "compare": _compare_width(info.width, opts),
+        "depth": info.width,
+    }
     encoders = {
         t: SegmentEncoder(
             t, work, widths[t], info.height, info.fps, settings, opts.segment_frames, times
@@ -545,7 +710,11 @@ def deblur_video(
     }
     decoder = writer = None
     compute_s = 0.0
-    window = SlidingWindow(radius)
+    control = opts.control if opts.control is not None and opts.control.active else None
+    masked = _uses_mask(opts)
+    # With a mask the window also holds the frames the mask is steadied over.
+    window = SlidingWindow(max(radius, MASK_RADIUS) if masked else radius)
+    skip = window.radius - radius  # the model's frames are the middle of the held window
     scale = 65535.0 if info.high_bit_depth else 255.0
     keep_raw = "compare" in extra
     scenes = SceneDetector(opts.scene_threshold)
@@ -570,22 +739,33 @@ def deblur_video(
 
         def process(t: int) -> None:
             nonlocal compute_s
-            if t // n_seg in done:  # finished in an earlier run (--resume): for the window only
+            seg = t // n_seg
+            if seg in done or not segment_in_shard(seg, shard):  # another run's: window only
                 if progress:
                     progress(t + 1, total)
                 return
             t0 = time.perf_counter()
-            items = window.items(t)
+            held = window.items(t)
+            items = held[skip : len(held) - skip]
             centre = window[t]
-            if engine.uses_depth and centre.depth is None:
-                centre.depth = engine.estimate_depth(centre.x)
+            for it in held if masked else [centre] if engine.uses_depth else []:
+                if it.depth is None:
+                    it.depth = engine.estimate_depth(it.x)
             x = items[0].x if len(items) == 1 else torch.cat([it.x for it in items], dim=1)
-            image, refined = engine.restore(x, centre.depth, return_depth="depth" in extra)
+            want_depth = "depth" in extra or masked
+            d_in = centre.depth if engine.uses_depth else None
+            image, refined = engine.restore(x, d_in, return_depth=want_depth)
             guide = refined if refined is not None else centre.depth
+            mask = None
+            if control is not None:
+                m_depth = None
+                if masked:  # the refined depth on the window's mean estimator depth
+                    m_depth = blend.temporal_depth(guide, centre.depth, [it.depth for it in held])
+                image, mask = blend.apply(centre.x, image, m_depth, control)
             if "depth" in extra and guide is None:
                 guide = torch.zeros_like(image[:, :1])
             compute_s += time.perf_counter() - t0
-            writer.put((t, image, centre.raw, guide))
+            writer.put((t, image, centre.raw, guide, mask))
             if progress:
                 progress(t + 1, total)
 
@@ -609,7 +789,20 @@ def deblur_video(
         decode_wait = decoder.wait_s
         decoder.close()
 
-        audio = _mux_all(work, dst, extra, tracks, frames, info, opts, times)
+        missing: list[int] = []
+        if shard is None:
+            audio = _mux_all(work, dst, extra, tracks, frames, info, opts, times)
+        else:  # the last shard to finish muxes; the others leave it to it (or to --merge)
+            write_text_atomic(work / "frames.json", json.dumps({"frames": frames}))
+            missing = _missing_segments(work, tracks, frames, n_seg)
+            audio = {}
+            if not missing:
+                lock.release()
+                audio, merged = _merge_locked(
+                    work, dst, extra, tracks, frames, info, opts, busy_ok=True
+                )
+                if not merged:
+                    notes.append("another shard merged the output")
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -618,10 +811,12 @@ def deblur_video(
                 enc.abort()
         if decoder is not None:
             decoder.close()
-        _clean_failed_work(work, tracks)
+        if shard is None:
+            _clean_failed_work(work, tracks)
         lock.release()
         raise
-    remove_ours(work)
+    if shard is None:
+        remove_ours(work)
     lock.release()
     if audio.get("audio") not in (None, "copy"):
         notes.append(f"audio could not be copied into {dst.suffix}; transcoded to {audio['audio']}")
@@ -632,6 +827,10 @@ def deblur_video(
     wall = time.perf_counter() - t_start
     resumed = sum(min(n_seg, frames - k * n_seg) for k in done if k * n_seg < frames)
     restored = frames - resumed
+    if shard is not None:
+        mine = [k for k in range(-(-frames // n_seg)) if segment_in_shard(k, shard)]
+        restored = sum(min(n_seg, frames - k * n_seg) for k in mine if k not in done)
+        resumed = frames - restored
     return VideoResult(
         input=str(src),
         output=str(dst),
@@ -658,6 +857,8 @@ def deblur_video(
             }
             for c, score in zip(scenes.cuts, scenes.scores, strict=True)
         ],
+        status="shard-done" if missing else "written",
+        missing_segments=missing,
     )
 
 

@@ -24,10 +24,11 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
     cfg = DGNConfig(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
+    # a random last conv: a fresh DGN is the identity, and D_r must differ from D_b here
     checkpoints.save_dgn(randomize_outputs(DGN(cfg)), folder / "dgn.safetensors")
     base = DGNConfig(variant="baseline", widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1,
                      baseline_extra_blocks=1, baseline_extra_mid_chs=8)  # fmt: skip
-    checkpoints.save_dgn(randomize_outputs(DGN(base)), folder / "baseline.safetensors")
+    checkpoints.save_dgn(DGN(base), folder / "baseline.safetensors")
     checkpoints.save_depth_net(
         SmallDepthNet(SmallDepthConfig(widths=(4, 8))), folder / "depth.safetensors"
     )

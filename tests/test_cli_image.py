@@ -24,7 +24,7 @@ def save_tiny(folder, identity: bool):
     """Tiny DGN + depth checkpoints; `identity` zeroes the deblurring branch's last conv so the
     output equals the input (to test the I/O path exactly)."""
     torch.manual_seed(0)
-    dgn = randomize_outputs(DGN(DGNConfig(**TINY)))  # untrained DGNs are the identity
+    dgn = randomize_outputs(DGN(DGNConfig(**TINY)))  # a fresh DGN is the identity
     if identity:
         torch.nn.init.zeros_(dgn.deblur.net.conv24.weight)
         torch.nn.init.zeros_(dgn.deblur.net.conv24.bias)

@@ -18,6 +18,7 @@ def deblurrer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("api")
     torch.manual_seed(0)
     cfg = DGNConfig(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
+    # a random last conv: a fresh DGN is the identity (output = input, D_r = D_b)
     checkpoints.save_dgn(randomize_outputs(DGN(cfg)), folder / "dgn.safetensors")
     net = SmallDepthNet(SmallDepthConfig(widths=(4, 8)))
     checkpoints.save_depth_net(net, folder / "depth.safetensors")

@@ -23,7 +23,7 @@ def test_readme_api_example_runs(monkeypatch, capsys):
         exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (the README's own code)
     assert capsys.readouterr().out.split() == [
         "(480,", "320)", "(320,", "480,", "3)", "(160,", "480,", "3)", "(160,", "480,", "3)",
-        "(320,", "480)",
+        "(320,", "480)", "(320,", "480,", "3)",
     ]  # fmt: skip
 
 

@@ -10,7 +10,10 @@ Existing outputs are skipped unless --overwrite; an output that would replace an
 refused; a file that cannot be read is reported in one line and the batch goes on; the exit
 code is 1 if any file failed. Extras beside each output: `<name>.depth.png` (--save-depth:
 the refined depth D_r the network used, 16-bit PNG) and `<name>.compare.<ext>`
-(--compare: blurred | depth (colour-mapped) | deblurred, 8-bit).
+(--compare: blurred | depth (colour-mapped) | [mask |] deblurred, 8-bit).
+
+--strength and --keep-background / --keep-foreground (dgn_cli.blend) mix the result with the
+input in linear light, everywhere or where the refined depth says far (or near).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dgn_cli import io
+from dgn_cli import blend, io
 from dgn_cli.commands.common import (
     DepthModelOpt,
     DeviceOpt,
@@ -52,8 +55,24 @@ from dgn_cli.commands.common import (
     err_console,
     print_json,
 )
-from dgn_cli.engine import DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
+from dgn_cli.engine import DEFAULT_DEPTH, DEFAULT_OVERLAP, RANDOM, Engine, EngineConfig
 from dgn_cli.errors import DgnError, OutputError
+from dgn_cli.shard import in_shard, parse_shard
+
+
+class Backend(StrEnum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+BackendOpt = Annotated[
+    Backend,
+    typer.Option(
+        "--backend",
+        help="torch, or onnxruntime to run a graph made by `dgn export` (--weights model.onnx; "
+        "its depth graph model.depth.onnx is found beside it)",
+    ),
+]
 
 
 class ImageFormat(StrEnum):
@@ -94,6 +113,63 @@ MaxPixelsOpt = Annotated[
         "decoding; raise it for huge panoramas)",
     ),
 ]
+StrengthOpt = Annotated[
+    float,
+    typer.Option(
+        "--strength",
+        min=0.0,
+        max=1.0,
+        help="how much of the deblurred result to use, mixed with the input in linear light "
+        "(0 = the input, 1 = the full result)",
+    ),
+]
+KeepBackgroundOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-background",
+        "--only-near",
+        help="keep the input where the depth says far (bokeh, haze stay as shot); only what "
+        "is nearer than --threshold is deblurred, with a soft feathered edge",
+    ),
+]
+KeepForegroundOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-foreground",
+        "--only-far",
+        help="the other way round: keep the input where the depth says near (an out-of-focus "
+        "foreground stays as shot)",
+    ),
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="depth (0 = far, 1 = nearest) splitting near from far for --keep-background / "
+        "--keep-foreground (default: automatic, Otsu's split of the depth histogram)",
+        show_default=False,
+    ),
+]
+FeatherOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--feather",
+        min=0.0,
+        help="blur of the mask's edge in px (default 0.3 % of the long side)",
+        show_default=False,
+    ),
+]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="K/N: do only shard K (0..N-1) of the work, so N machines (a SLURM array, a "
+        "Kubernetes Indexed Job, GNU parallel) share it; photos by a hash of their path",
+        show_default=False,
+    ),
+]
 InputsArg = Annotated[
     list[str], typer.Argument(help="image files, folders (searched recursively) or globs")
 ]
@@ -111,6 +187,7 @@ def build_engine(
     quiet: bool,
     load_dgn: bool = True,
     kind: str = "image",
+    backend: Backend | str = Backend.torch,
 ) -> Engine:
     """The engine for a command (`kind` image or video picks the default weights); says loudly
     when the weights are random, and (unless quiet) which device and precision run."""
@@ -129,7 +206,10 @@ def build_engine(
             "[bold yellow on red] WARNING [/] [bold yellow]--weights random: seeded RANDOM, "
             "UNTRAINED networks. The outputs are NOT deblurred; use this only for testing.[/]"
         )
-    engine = Engine(cfg)
+    if str(backend) == Backend.onnxruntime:
+        engine = _onnx_engine(cfg, depth_model)
+    else:
+        engine = Engine(cfg)
     if not quiet:
         info = engine.info()
         tile_text = {None: "auto", 0: "whole image"}.get(cfg.tile, f"{cfg.tile} px")
@@ -145,6 +225,56 @@ def build_engine(
             parts.append(f"tiles {tile_text}, overlap {cfg.tile_overlap} px")
         err_console.print("[dim]dgn:[/] " + ", ".join(parts))
     return engine
+
+
+def _onnx_engine(cfg: EngineConfig, depth_model: str | None) -> Engine:
+    """An engine whose DGN (and depth estimator, unless --depth-model names one) are ONNX
+    graphs run by onnxruntime; tiling, depth and masks work as with torch."""
+    from dgn_cli import devices, onnx_export
+    from dgn_cli.engine import load_depth
+
+    if cfg.weights is None or not str(cfg.weights).endswith(".onnx"):
+        raise typer.BadParameter(
+            "--backend onnxruntime runs a graph made by `dgn export`: give --weights FILE.onnx",
+            param_hint="--weights",
+        )
+    cfg.precision = "fp32"  # the graph is float32; autocast does not reach onnxruntime
+    device = devices.resolve_device(cfg.device)
+    dgn, depth = onnx_export.load_onnx(cfg.weights, device)
+    if cfg.kind == "image" and dgn.config.frames != 1:
+        raise typer.BadParameter(f"{cfg.weights} is a video model; use dgn deblur-video")
+    if depth_model is not None or (depth is None and dgn.config.uses_depth):
+        depth = load_depth(depth_model or DEFAULT_DEPTH, device)
+    return Engine(cfg, dgn=dgn, depth_estimator=depth)
+
+
+def run_on_local_gpus(device: str, shard: tuple[int, int] | None) -> None:
+    """--device cuda:all (or cuda:0,1): run this same command once per local GPU, each on
+    its sub-shard (dgn_cli.shard.plan_workers), wait for all, and exit with the worst code.
+    Returns (does nothing) for a single device."""
+    import os
+    import subprocess
+
+    import torch
+
+    from dgn_cli.shard import plan_workers, worker_argv
+
+    workers = plan_workers(device, shard, torch.cuda.device_count())
+    if workers is None:
+        return
+    err_console.print(
+        f"[dim]dgn:[/] {len(workers)} workers: "
+        + ", ".join(f"{d} shard {k}/{n}" for d, (k, n) in workers)
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dgn_cli", *worker_argv(sys.argv[1:], dev, part)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        for dev, part in workers
+    ]
+    codes = [p.wait() for p in procs]
+    raise typer.Exit(max(codes))
 
 
 # ------------------------------------------------------------------------------ progress
@@ -193,6 +323,7 @@ class Job:
     # The outputs this run writes (the main one and its extras); None = all of them. A rerun
     # of a batch whose extras failed (disk full) writes only the missing ones.
     write: set[Path] | None = None
+    key: str = ""  # the input's path relative to its folder: what --shard hashes
 
     def wants(self, path: Path) -> bool:
         return self.write is None or path in self.write
@@ -226,7 +357,8 @@ def plan_batch(
             f.path.with_name(f.path.stem + stem_suffix + (ext or f.path.suffix.lower()))
             for f in found
         ]
-        return Batch([Job(f.path, d) for f, d in zip(found, dsts, strict=True)], errors, single)
+        jobs = [Job(f.path, d, key=_key(f)) for f, d in zip(found, dsts, strict=True)]
+        return Batch(jobs, errors, single)
     output = output.expanduser()
     looks_like_file = (
         not output.is_dir() and io.is_image_path(output) and not str(output).endswith(("/", "\\"))
@@ -242,7 +374,23 @@ def plan_batch(
     exclude = None if to_file else output
     found, errors = io.expand_inputs(inputs, exclude=exclude)
     dsts = io.output_paths(found, output, to_file, ext, stem_suffix)
-    return Batch([Job(f.path, d) for f, d in zip(found, dsts, strict=True)], errors, to_file)
+    jobs = [Job(f.path, d, key=_key(f)) for f, d in zip(found, dsts, strict=True)]
+    return Batch(jobs, errors, to_file)
+
+
+def _key(found: io.Found) -> str:
+    """The path --shard hashes: relative to the input folder, so it is the same on every
+    machine whatever the mount point."""
+    p, base = found.path, found.base
+    return (p.relative_to(base) if p.is_relative_to(base) else Path(p.name)).as_posix()
+
+
+def select_shard(batch: Batch, shard: tuple[int, int] | None) -> Batch:
+    """Only the jobs of `shard` (dgn_cli.shard: by a hash of each input's relative path)."""
+    if shard is None:
+        return batch
+    jobs = [j for j in batch.jobs if in_shard(j.key, shard)]
+    return Batch(jobs, batch.errors, batch.to_file)
 
 
 @dataclass
@@ -368,15 +516,48 @@ def write_depth16(path: Path, depth) -> None:
     io.write_image(path, io.from_tensor(depth, np.uint16, gray=True))
 
 
-def compare_panel(blurred: np.ndarray, depth_rgb: np.ndarray, sharp: np.ndarray) -> np.ndarray:
-    """blurred | depth | deblurred side by side, 8-bit RGB, 8-px white gaps."""
-    panels = [io.convert_dtype(p, np.dtype(np.uint8)) for p in (blurred, depth_rgb, sharp)]
-    h = panels[0].shape[0]
-    gap = np.full((h, 8, 3), 255, np.uint8)
-    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+def compare_panel(
+    blurred: np.ndarray, depth_rgb: np.ndarray, sharp: np.ndarray, mask_rgb=None
+) -> np.ndarray:
+    """blurred | depth | [mask |] deblurred side by side, 8-bit RGB, 8-px white gaps."""
+    pictures = (blurred, depth_rgb, *([mask_rgb] if mask_rgb is not None else []), sharp)
+    panels = [io.convert_dtype(p, np.dtype(np.uint8)) for p in pictures]
+    gap = np.full((panels[0].shape[0], 8, 3), 255, np.uint8)
+    row = [panels[0]]
+    for p in panels[1:]:
+        row += [gap, p]
+    return np.concatenate(row, axis=1)
 
 
 # ------------------------------------------------------------------------------ command
+def make_control(
+    strength: float,
+    keep_background: bool,
+    keep_foreground: bool,
+    threshold: float | None,
+    feather: float | None,
+) -> blend.Control:
+    """The blend.Control of the command-line options (BadParameter on bad combinations)."""
+    if keep_background and keep_foreground:
+        raise typer.BadParameter(
+            "--keep-background and --keep-foreground exclude each other",
+            param_hint="--keep-foreground",
+        )
+    keep = "background" if keep_background else "foreground" if keep_foreground else None
+    if keep is None and (threshold is not None or feather is not None):
+        raise typer.BadParameter(
+            "--threshold and --feather shape the depth mask: add --keep-background or "
+            "--keep-foreground",
+            param_hint="--threshold",
+        )
+    return blend.Control(strength=strength, keep=keep, threshold=threshold, feather=feather)
+
+
+def mask_rgb(mask) -> np.ndarray:
+    """(1, 1, H, W) mask tensor -> (H, W, 3) uint8 gray (white = deblurred, black = kept)."""
+    return colorize(mask[0, 0].numpy(), "gray")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("deblur-image")
     @cli_errors
@@ -414,9 +595,20 @@ def register(app: typer.Typer) -> None:
         ] = False,
         compare: Annotated[
             bool,
-            typer.Option("--compare", help="also write <name>.compare: blurred | depth | sharp"),
+            typer.Option(
+                "--compare",
+                help="also write <name>.compare: blurred | depth | sharp (| mask before sharp "
+                "when a depth mask is used)",
+            ),
         ] = False,
+        strength: StrengthOpt = 1.0,
+        keep_background: KeepBackgroundOpt = False,
+        keep_foreground: KeepForegroundOpt = False,
+        threshold: ThresholdOpt = None,
+        feather: FeatherOpt = None,
         max_pixels: MaxPixelsOpt = io.DEFAULT_MAX_PIXELS,
+        backend: BackendOpt = Backend.torch,
+        shard: ShardOpt = None,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -428,6 +620,9 @@ def register(app: typer.Typer) -> None:
         reads one image from stdin, `-o -` writes it to stdout. 8/16-bit, grayscale, alpha,
         EXIF orientation, EXIF and ICC are kept where the output format allows.
         """
+        control = make_control(strength, keep_background, keep_foreground, threshold, feather)
+        part = parse_shard(shard)
+        run_on_local_gpus(device, part)  # --device cuda:all: one worker per GPU, then exit
         stack = ExitStack()  # temporary files of - (stdin/stdout), removed when dgn exits
         atexit.register(stack.close)
         inputs, output, to_stdout = _stdio(
@@ -437,7 +632,7 @@ def register(app: typer.Typer) -> None:
         ext = _output_ext(inputs, output, fmt) if output is not None else _fmt_ext(fmt)
         if suffix is None:
             suffix = "_sharp" if output is None else ""
-        batch = plan_batch(inputs, output, ext=ext, stem_suffix=suffix)
+        batch = select_shard(plan_batch(inputs, output, ext=ext, stem_suffix=suffix), part)
         engine = build_engine(
             weights=weights,
             depth_model=depth_model,
@@ -446,6 +641,7 @@ def register(app: typer.Typer) -> None:
             tile=tile,
             tile_overlap=tile_overlap,
             quiet=quiet,
+            backend=backend,
         )
 
         def extras(dst: Path) -> list[Path]:
@@ -460,6 +656,8 @@ def register(app: typer.Typer) -> None:
             pic = io.read_image(job.src, max_pixels=max_pixels)
             x = io.to_tensor(pic.rgb)
             restored, depth, refined = engine.deblur(x, progress=prog.on_tile)
+            guide = refined if refined is not None else depth
+            restored, mask = engine.control(x, restored, guide, control)
             del x
             sharp = io.from_tensor(restored, pic.rgb.dtype, gray=pic.gray)
             del restored
@@ -468,7 +666,6 @@ def register(app: typer.Typer) -> None:
                 notes += io.write_image(
                     job.dst, sharp, alpha=pic.alpha, exif=pic.exif, icc=pic.icc, quality=quality
                 )
-            guide = refined if refined is not None else depth
             result: dict[str, Any] = {
                 "width": pic.width,
                 "height": pic.height,
@@ -482,6 +679,10 @@ def register(app: typer.Typer) -> None:
                 "fp32_recomputed": engine.last_run.fp32_recomputed,
                 "notes": notes,
             }
+            if control.active:
+                result["control"] = control.describe()
+            if mask is not None:
+                result["mask_mean"] = round(float(mask.mean()), 4)  # share deblurred
             paths = iter(extras(job.dst))
             if save_depth and guide is not None:
                 result["depth"] = str(path := next(paths))
@@ -492,7 +693,8 @@ def register(app: typer.Typer) -> None:
             if compare and job.wants(path):
                 d = guide[0, 0].numpy() if guide is not None else np.zeros(sharp.shape[:2])
                 rgb_sharp = sharp if sharp.ndim == 3 else np.repeat(sharp[:, :, None], 3, 2)
-                panel = compare_panel(pic.rgb, colorize(d), rgb_sharp)
+                m = mask_rgb(mask) if mask is not None else None
+                panel = compare_panel(pic.rgb, colorize(d), rgb_sharp, m)
                 io.write_image(path, panel, quality=quality, icc=pic.icc)
             return result
 

@@ -45,13 +45,29 @@ from dgn_cli.commands.common import (
     fail,
     print_json,
 )
-from dgn_cli.commands.image import TileOpt, TileOverlapOpt, build_engine
+from dgn_cli.commands.image import (
+    Backend,
+    BackendOpt,
+    FeatherOpt,
+    KeepBackgroundOpt,
+    KeepForegroundOpt,
+    ShardOpt,
+    StrengthOpt,
+    ThresholdOpt,
+    TileOpt,
+    TileOverlapOpt,
+    build_engine,
+    make_control,
+    run_on_local_gpus,
+)
 from dgn_cli.engine import DEFAULT_OVERLAP, Engine
+from dgn_cli.shard import parse_shard
 from dgn_cli.video import (
     DEFAULT_SEGMENT_FRAMES,
     VideoOptions,
     deblur_video,
     expected_frames,
+    merge_video,
     open_input,
     prepare_outputs,
     work_dir,
@@ -103,7 +119,9 @@ def _progress(quiet: bool) -> Progress:
     )
 
 
-def _engine(model: VideoModel, weights, depth_model, device, precision, tile, overlap, quiet):
+def _engine(
+    model: VideoModel, weights, depth_model, device, precision, tile, overlap, quiet, backend
+):
     engine = build_engine(
         weights=weights,
         depth_model=depth_model,
@@ -113,6 +131,7 @@ def _engine(model: VideoModel, weights, depth_model, device, precision, tile, ov
         tile_overlap=overlap,
         quiet=quiet,
         kind=model.value,
+        backend=backend,
     )
     if model is VideoModel.video and engine.dgn.config.frames == 1 and not quiet:
         name = engine.config.weights
@@ -196,8 +215,17 @@ def register(app: typer.Typer) -> None:
         ] = None,
         compare: Annotated[
             bool,
-            typer.Option("--compare", help="also write <output>.compare.<ext>: input | output"),
+            typer.Option(
+                "--compare",
+                help="also write <output>.compare.<ext>: input | output (input | mask | output "
+                "when a depth mask is used)",
+            ),
         ] = False,
+        strength: StrengthOpt = 1.0,
+        keep_background: KeepBackgroundOpt = False,
+        keep_foreground: KeepForegroundOpt = False,
+        threshold: ThresholdOpt = None,
+        feather: FeatherOpt = None,
         save_depth: Annotated[
             Path | None,
             typer.Option("--save-depth", help="also write the depth the DGN used as a video"),
@@ -222,6 +250,15 @@ def register(app: typer.Typer) -> None:
                 "each shot; 0 = no cut detection",
             ),
         ] = DEFAULT_SCENE_THRESHOLD,
+        backend: BackendOpt = Backend.torch,
+        shard: ShardOpt = None,
+        merge: Annotated[
+            bool,
+            typer.Option(
+                "--merge",
+                help="join the segments the --shard runs left into the output (no model runs)",
+            ),
+        ] = False,
         overwrite: OverwriteOpt = False,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -231,8 +268,15 @@ def register(app: typer.Typer) -> None:
         t_start, t_len = parse_time(start, "--start"), parse_time(duration, "--duration")
         if t_len is not None and t_len <= 0:
             raise typer.BadParameter("must be more than 0", param_hint="--duration")
+        control = make_control(strength, keep_background, keep_foreground, threshold, feather)
+        part = parse_shard(shard)
+        if merge and part is not None:
+            raise typer.BadParameter("--merge joins all shards; drop --shard", param_hint="--merge")
+        if not merge:
+            run_on_local_gpus(device, part)  # --device cuda:all: one worker per GPU, then exit
         output = _output_path(input, output)
         opts = VideoOptions(
+            control=control,
             encode=choose_encoding(output, codec, crf, preset, pix_fmt),
             start=t_start,
             duration=t_len,
@@ -242,11 +286,20 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             overwrite=overwrite,
             scene_threshold=scene_threshold,
+            shard=part,
         )
+        if merge:
+            info, _ = open_input(input, opts)
+            result = merge_video(input, output, opts, info=info)
+            if as_json:
+                print_json({"command": "deblur-video", "merge": True, **result.as_dict()})
+            if not quiet:
+                err_console.print(f"merged {result.output}: {result.frames} frames", soft_wrap=True)
+            return
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
         prepare_outputs(input, output, opts, info, [])  # so does a bad output or option
         engine: Engine = _engine(
-            model, weights, depth_model, device, precision, tile, tile_overlap, quiet
+            model, weights, depth_model, device, precision, tile, tile_overlap, quiet, backend
         )
         with _progress(quiet) as bar:
             task = bar.add_task(input.name, total=expected_frames(info, opts))
@@ -264,6 +317,16 @@ def register(app: typer.Typer) -> None:
                 _on_sigterm(previous)
         if as_json:
             print_json({"command": "deblur-video", **engine.info(), **result.as_dict()})
+        if result.status == "shard-done":
+            if not quiet:
+                k, n = part
+                err_console.print(
+                    f"shard {k}/{n} done; {len(result.missing_segments)} segment(s) of other "
+                    f"shards still missing: the last shard to finish, or dgn deblur-video "
+                    f"{escape(str(input))} -o {escape(str(output))} --merge, writes the output",
+                    soft_wrap=True,
+                )
+            return
         if not quiet:
             for note in result.notes:
                 err_console.print(f"[yellow]note[/] {escape(note)}", soft_wrap=True)
