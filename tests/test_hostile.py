@@ -539,3 +539,25 @@ def test_probe_and_scan_have_a_time_limit(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"clip.mp4: ffmpeg needed more than \d+ s"):
         video_probe.scan(info)
     assert all(path == "file:" + str(src.resolve()) and t > 0 for path, t in seen)
+
+
+def test_training_data_of_mixed_sizes_is_refused_before_any_depth_map(tmp_path):
+    import cv2
+
+    from dgn_cli.data.datasets import PairedFolderDataset
+    from dgn_cli.errors import InputError as DataInputError
+
+    for sub, size in (("blur", (40, 30)), ("sharp", (40, 30))):
+        folder = tmp_path / "train" / "seq0" / sub
+        folder.mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(folder / f"{i:03d}.png"), np.zeros((size[1], size[0], 3), np.uint8))
+    odd = tmp_path / "train" / "seq0" / "blur" / "001.png"
+    cv2.imwrite(str(odd), np.zeros((32, 40, 3), np.uint8))
+
+    class NeverCalled(torch.nn.Module):
+        def forward(self, x):  # pragma: no cover - the point is that it never runs
+            raise AssertionError("the depth cache was started before the sizes were checked")
+
+    with pytest.raises(DataInputError, match=r"001\.png: 40x32, but 000\.png"):
+        PairedFolderDataset(tmp_path, "train", crop=16, depth_estimator=NeverCalled())

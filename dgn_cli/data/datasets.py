@@ -32,6 +32,7 @@ from dgn_cli.data.augment import (
 from dgn_cli.data.gopro import (
     DepthCache,
     Sequence,
+    check_frame_sizes,
     discover,
     prepare_depth_cache,
     read_depth_raw,
@@ -203,6 +204,7 @@ class PairedFolderDataset(Dataset):
         self._frames: dict[tuple[Path, bool], np.ndarray] | None = {} if cache_frames else None
         self.layout, self.sequences = discover(self.root, split)
         self.items = [(si, t) for si, seq in enumerate(self.sequences) for t in range(len(seq))]
+        check_frame_sizes(self.sequences)  # up front: before the depth cache or a training step
         self.cache: DepthCache | None = None
         self.computed_depth_maps = 0
         if depth_estimator is not None:

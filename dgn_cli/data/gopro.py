@@ -254,3 +254,35 @@ def prepare_depth_cache(
     finally:
         estimator.train(was_training)
     return cache, len(todo)
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header (Pillow opens lazily: no pixels decoded), or None
+    when Pillow cannot read the header (the decoder reports that file later)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # unreadable header: reading the frame names the file
+        return None
+
+
+def check_frame_sizes(sequences: list[Sequence]) -> None:
+    """Every blur / sharp / depth file of a sequence has the size of its first sharp frame;
+    InputError naming the first file that differs. Reads headers only, so a whole split is
+    checked up front in seconds, before any depth map is computed or a step is trained."""
+    for seq in sequences:
+        if not len(seq):
+            continue
+        expected = header_size(seq.sharp[0])
+        if expected is None:
+            continue
+        files = [*seq.blur, *seq.sharp, *(seq.depth or [])]
+        for path in files:
+            size = header_size(path)
+            if size is not None and size != expected:
+                raise InputError(
+                    f"{path}: {size[0]}x{size[1]}, but {seq.sharp[0].name} of the same sequence "
+                    f"is {expected[0]}x{expected[1]}; all frames of a sequence must have one size"
+                )
