@@ -106,3 +106,36 @@ def test_the_device_command_lines_fit(name):
     lines = [x for x in readme.splitlines() if f"scripts/gpu/{name}.sh" in x and "$OUT" in x]
     assert lines and all(len(x.strip()) < 2000 for x in lines)
     subprocess.run(["bash", "-n", str(SCRIPTS / f"{name}.sh")], check=True)
+
+
+def test_install_copies_checked_weights_and_keeps_the_model_card(tmp_path):
+    from dgn_cli.train import train
+    from tests.test_train import cfg, data, run
+
+    gpu = tmp_path / "gpu"
+    c = cfg(steps=2)
+    train(c, run(tmp_path, export="dgn-image", export_dir=gpu, export_dtype="fp16"),
+          datasets=data(c))  # fmt: skip
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped = {"name": "dgn-image", "kind": "dgn", "architecture": "DGN", "licence": "MIT",
+               "source": {"file": "dgn-image.safetensors"}, "notes": "the shipped card",
+               "training": {"steps": 5000, "device": "cpu"}}  # fmt: skip
+    (weights / "manifest.json").write_text(json.dumps({"entries": [shipped]}))
+    script = str(SCRIPTS / "install.py")
+    proc = subprocess.run(
+        [shutil.which("python") or "python3", script, str(gpu), "--weights-dir", str(weights)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads((weights / "manifest.json").read_text())["entries"][0]
+    assert entry["notes"] == "the shipped card" and entry["training"]["steps"] == 2
+    assert entry["training"]["replaced"] == {"steps": 5000, "device": "cpu"}
+    installed = (weights / "dgn-image.safetensors").read_bytes()
+    assert entry["sha256"] == hashlib.sha256(installed).hexdigest()
+
+    (gpu / "dgn-image.safetensors").write_bytes(b"corrupt")
+    proc = subprocess.run([shutil.which("python") or "python3", script, str(gpu),
+                           "--weights-dir", str(weights)], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert proc.returncode != 0 and "sha256" in proc.stderr

@@ -32,7 +32,7 @@ else
   COMMON=(--batch-size 16 --crop 256 --val-count 8 --workers 14 --crops-per-frame 32
           --log-every 50 --precision bf16 --lr 5e-4)
   DGN_W=()
-  DEPTH_W=()
+  DEPTH_W=(--widths 16,32,64,128,256 --config input_scale=0.25 --crop 512)  # as shipped
   VIDEO=(--crops-per-frame 96 --val-count 4)   # 5-frame windows render 4.4x slower
 fi
 budget() { if [ "$DRY" = 1 ]; then echo "${DGN_BUDGET:-20}"; else echo "$1"; fi; }
