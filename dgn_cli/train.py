@@ -1181,8 +1181,12 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 loss, terms = forward_loss(step_model, batch)
 
             # One small collective per step keeps ranks in lock step on a stop or a bad loss.
-            flags = torch.stack([(~torch.isfinite(loss.detach())).float(), loss.new_tensor(0.0)])
+            # flags: non-finite loss, stop requested, the time budget is spent (this step is
+            # the last; agreed by all ranks, whose clocks differ slightly).
+            flags = loss.detach().new_zeros(3, dtype=torch.float32)
+            flags[0] = (~torch.isfinite(loss.detach())).float()
             flags[1] = float(stop.requested)
+            flags[2] = float(budget is not None and budget.should_stop())
             if info.enabled:
                 torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
             if flags[0].item() > 0:
@@ -1206,7 +1210,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 ema.update(model)
             step += 1
             steps_since_log += 1
-            done = step == cfg.steps or (budget is not None and budget.should_stop())
+            done = step == cfg.steps or flags[2].item() > 0
             for name, value in {"loss": loss, **terms}.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
 

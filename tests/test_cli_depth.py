@@ -13,6 +13,7 @@ from dgn_cli import checkpoints
 from dgn_cli.cli import app
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+from dgn_cli.models.dgn import randomize_outputs
 
 runner = CliRunner()
 RNG = np.random.default_rng(1)
@@ -23,7 +24,8 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
     cfg = DGNConfig(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
-    checkpoints.save_dgn(DGN(cfg), folder / "dgn.safetensors")
+    # A random Conv24: a fresh DGN's refinement is the identity (D_r = D_b) by design.
+    checkpoints.save_dgn(randomize_outputs(DGN(cfg)), folder / "dgn.safetensors")
     base = DGNConfig(variant="baseline", widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1,
                      baseline_extra_blocks=1, baseline_extra_mid_chs=8)  # fmt: skip
     checkpoints.save_dgn(DGN(base), folder / "baseline.safetensors")
