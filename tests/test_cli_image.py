@@ -13,6 +13,7 @@ from dgn_cli import checkpoints
 from dgn_cli.cli import app
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+from dgn_cli.models.dgn import randomize_outputs
 
 runner = CliRunner()
 RNG = np.random.default_rng(0)
@@ -23,7 +24,7 @@ def save_tiny(folder, identity: bool):
     """Tiny DGN + depth checkpoints; `identity` zeroes the deblurring branch's last conv so the
     output equals the input (to test the I/O path exactly)."""
     torch.manual_seed(0)
-    dgn = DGN(DGNConfig(**TINY))
+    dgn = randomize_outputs(DGN(DGNConfig(**TINY)))  # a fresh DGN is the identity
     if identity:
         torch.nn.init.zeros_(dgn.deblur.net.conv24.weight)
         torch.nn.init.zeros_(dgn.deblur.net.conv24.bias)
