@@ -1151,10 +1151,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 break
             waited = time.perf_counter() - t_wait
             wait_log, wait_total = wait_log + waited, wait_total + waited
-            if budget is not None:
-                lr = train_budget.lr_at_fraction(budget.progress(), cfg)
-            else:
-                lr = lr_at(step, cfg)
+            lr = lr_at(step, cfg) if budget is None else math.nan  # budget: set below
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if cfg.depth_model == DEGRADED_DEPTH and cfg.task not in ("baseline", "depth"):
@@ -1182,13 +1179,20 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
 
             # One small collective per step keeps ranks in lock step on a stop or a bad loss.
             # flags: non-finite loss, stop requested, the time budget is spent (this step is
-            # the last; agreed by all ranks, whose clocks differ slightly).
-            flags = loss.detach().new_zeros(3, dtype=torch.float32)
+            # the last), a budget validation is due, the budget's progress (for the lr). All
+            # ranks agree on them (their clocks differ slightly; the max wins).
+            flags = loss.detach().new_zeros(5, dtype=torch.float32)
             flags[0] = (~torch.isfinite(loss.detach())).float()
             flags[1] = float(stop.requested)
             flags[2] = float(budget is not None and budget.should_stop())
+            flags[3] = float(budget is not None and budget.validation_due())
+            flags[4] = budget.progress() if budget is not None else 0.0
             if info.enabled:
                 torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            if budget is not None:
+                lr = train_budget.lr_at_fraction(flags[4].item(), cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             if flags[0].item() > 0:
                 kept = (
                     f"the last good checkpoint {ckpt_path} is kept"
@@ -1243,7 +1247,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 check_health(record, cfg, step, ckpt_path)
                 watch.check(record["loss"], step, ckpt_path)
             if budget is not None:
-                val_due = done or budget.validation_due()
+                val_due = done or flags[3].item() > 0
             else:
                 val_due = done or (run.val_every > 0 and step % run.val_every == 0)
             if val_due:
@@ -1251,6 +1255,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 last_val = validate(eval_model, val_set, cfg, estimator, device, precision, info)
                 if budget is not None:
                     budget.timed_validation(time.perf_counter() - t_val)
+                    budget.validated()
                 val_record = {"event": "val", "step": step, **last_val}
                 log.write(val_record)
                 emit(val_record)

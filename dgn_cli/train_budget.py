@@ -100,7 +100,7 @@ class TimeBudget:
         return max(0.0, self.seconds - self.elapsed())
 
     def _val_point_after(self, fraction: float) -> float:
-        if self.val_every <= 0:
+        if self.val_every <= 0 or fraction >= 1.0:
             return math.inf
         k = math.floor(fraction / self.val_every + 1e-9) + 1
         point = k * self.val_every
@@ -108,12 +108,15 @@ class TimeBudget:
 
     def validation_due(self) -> bool:
         """True when the fraction elapsed has passed the next validation point and there is
-        time for it besides the final validation (which is the caller's, at the end)."""
-        if self.fraction() >= self._next_val:
-            self._next_val = self._val_point_after(self.fraction())
-            # Skip it when it would eat into the time the final validation needs.
-            return self.val_s is None or self.remaining() > 3 * self.reserve()
-        return False
+        time for it besides the final validation (which is the caller's, at the end). Pure:
+        under DDP the ranks reduce their answers, then all call `validated`."""
+        if self.fraction() < self._next_val:
+            return False
+        return self.val_s is None or self.remaining() > 3 * self.reserve()
+
+    def validated(self) -> None:
+        """A validation ran: the next one is at the following point."""
+        self._next_val = self._val_point_after(max(self.fraction(), self._next_val))
 
     def timed_validation(self, seconds: float) -> None:
         self.val_s = float(seconds)

@@ -50,8 +50,14 @@ def test_budget_clock_validation_points_and_reserve():
     b = TimeBudget(100.0, elapsed_before=30.0)
     assert b.fraction() == pytest.approx(0.3)  # a resumed run starts where the last one ended
     b.before = 51.0
-    assert b.validation_due() and not b.validation_due()  # 0.5 passed once; next is 0.75
+    assert b.validation_due() and b.validation_due()  # pure: asking twice changes nothing
     b.timed_validation(4.0)
+    b.validated()
+    assert not b.validation_due()  # the next point is 0.75
+    b.before = 80.0
+    b.validated()
+    b.validated()  # after the last point (0.75) there is none: the final one is the caller's
+    assert not b.validation_due()
     assert b.reserve() == pytest.approx(1.25 * 4.0 + 1.0)
     b.before = 100.0 - 6.0 + 0.5
     assert not b.validation_due() or b.remaining() > 3 * b.reserve()
@@ -160,3 +166,26 @@ def test_compile_that_fails_falls_back_to_eager(tmp_path, monkeypatch):
     assert [r["step"] for r in records if r["event"] == "compile_fallback"] == [0]
     log = (tmp_path / "run" / "log.jsonl").read_text()
     assert "compile_fallback" in log and "no compiler here" in log
+
+
+def test_two_gloo_processes_agree_on_a_budgeted_run(photos, tmp_path):
+    """Under torchrun the ranks' clocks differ: the lr, the validations and the last step are
+    agreed through the per-step all-reduce, so the weights stay identical."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "dgn_cli", "train", "--data", "synth", "--photos", str(photos), "--time-budget",
+        "4", "--batch-size", "2", "--crop", "32", "--depth-model", "exact", "--out", str(out),
+        "--workers", "0", "--precision", "fp32", "--log-every", "5", "--val-count", "2",
+        "--frame-size", "96x64", "--quiet", "--json", *TINY,
+    ]  # fmt: skip
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["world_size"] == 2 and summary["ranks_in_sync"]
+    assert summary["step"] > 0 and summary["wall_time_s"] <= 5.0
