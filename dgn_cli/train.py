@@ -51,8 +51,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from dgn_cli import distributed, train_checkpoint
+from dgn_cli import distributed, train_budget, train_checkpoint
+from dgn_cli.data.datasets import SynthDataset
 from dgn_cli.data.depth_degrade import degrade_depth
+from dgn_cli.data.render_pool import FramePool, batch_to_device
+from dgn_cli.devices import device_name
 from dgn_cli.ema import EMA
 from dgn_cli.errors import CheckpointError, DeviceError, DgnError, InputError, OutputError
 from dgn_cli.fsutil import write_text_atomic
@@ -124,6 +127,13 @@ class TrainConfig:
     crop_bias: float = 0.0  # folder data: > 0 samples crops towards blur (extent/ maps)
     grad_clip: float = 0.0  # clip the global gradient norm to this (0 = off)
     divergence: float = 0.0  # stop when the logged loss stays above this x its best (0 = off)
+    # Budgeted runs and whole-frame synthetic data (train_budget.py, data/render_pool.py):
+    time_budget: float = 0.0  # seconds; > 0: schedule, validation and the end follow the clock
+    synth_render: str = "scene"  # synth: crop-sized scenes (scene) | crops of 1280x720 frames
+    crops_per_frame: int = 8  # synth_render=frame: crops drawn per rendered frame, on average
+    pool_frames: int = 32  # synth_render=frame: rendered frames kept to draw crops from
+    synth_camera: str = "handheld"  # synth_render=frame: camera statistics (data/synth.CAMERAS)
+    frame_size: tuple[int, int] = VAL_FRAME_SIZE  # synth: rendered frames (frame mode), val
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -132,11 +142,16 @@ class TrainConfig:
             raise InputError(f"unknown loss {self.loss!r}; choose mse or charbonnier")
         if self.schedule not in ("paper", "cosine"):
             raise InputError(f"unknown schedule {self.schedule!r}; choose paper or cosine")
+        if self.synth_render not in ("scene", "frame"):
+            raise InputError(f"unknown synth render {self.synth_render!r}; choose scene or frame")
+        if self.time_budget < 0:
+            raise InputError(f"--time-budget must be positive, got {self.time_budget}")
         if not 0 <= self.ema < 1:
             raise InputError(f"--ema must be in [0, 1), got {self.ema}")
-        for name in ("steps", "batch_size", "crop", "synth_length"):
+        for name in ("steps", "batch_size", "crop", "synth_length", "crops_per_frame"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
+        object.__setattr__(self, "frame_size", tuple(int(v) for v in self.frame_size))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "depth_widths", tuple(int(w) for w in self.depth_widths))
 
@@ -513,7 +528,7 @@ def build_datasets(
     the cache).
     """
     from dgn_cli.data import datasets as data
-    from dgn_cli.data.synth import SynthConfig
+    from dgn_cli.data.synth import SynthConfig, camera_config
 
     info = info or distributed.DistInfo()
     if cfg.data == "synth":
@@ -525,6 +540,8 @@ def build_datasets(
         # the crop; otherwise the model never sees the blur sizes of the 1280x720 test split.
         # Validation renders whole 1280x720 frames: what the model is used on.
         synth_cfg = SynthConfig(scale_with_size=False)
+        if cfg.synth_render == "frame":  # trains on crops of whole frames of this camera
+            synth_cfg = camera_config(cfg.synth_camera)
         train_set = data.SynthDataset(
             photos,
             cfg.synth_length,
@@ -538,10 +555,11 @@ def build_datasets(
             photos,
             cfg.val_count,
             frames=cfg.frames,
-            size=VAL_FRAME_SIZE,
+            size=cfg.frame_size,
             seed=cfg.seed + VAL_SEED_OFFSET,
             augment=False,
             cfg=synth_cfg,
+            cache=True,  # the same frames at every validation: rendered once
         )
         return train_set, val_set
 
@@ -580,6 +598,30 @@ def build_datasets(
     sets = make()
     distributed.barrier()
     return sets
+
+
+def build_frame_pool(
+    cfg: TrainConfig, run: RunOptions, info: distributed.DistInfo, start_step: int
+) -> FramePool:
+    """--synth-render frame: crops of whole 1280x720 frames rendered by `run.workers`
+    processes (data/render_pool.py). Each rank renders its own scene stream, and a resumed
+    run starts after the scene indices the earlier steps could have used."""
+    photos = Path(cfg.photos)
+    if not photos.is_dir():
+        raise InputError(f"{photos}: no such folder of photos for --data synth; pass --photos")
+    return FramePool(
+        photos,
+        frames=cfg.frames,
+        crop=cfg.crop,
+        seed=cfg.seed + 7_919 * info.rank,
+        camera=cfg.synth_camera,
+        size=cfg.frame_size,
+        workers=run.workers,
+        pool_frames=cfg.pool_frames,
+        crops_per_frame=cfg.crops_per_frame,
+        crop_bias=cfg.crop_bias,
+        start_index=start_step * cfg.batch_size,
+    )
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -706,14 +748,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return train_checkpoint.read(path, CHECKPOINT_FORMAT)
 
 
-RESUMABLE_CHANGES = ("steps",)
+RESUMABLE_CHANGES = ("steps", "time_budget")
 
 
 def merge_resume_config(stored: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """The stored recipe with the options given again on the command line.
 
-    Only `steps` may change on resume (it moves the end of the schedule); any other option
-    that differs from the stored run is an error, so a resumed run is the run it claims to be.
+    Only `steps` and `time_budget` may change on resume (they move the end of the schedule);
+    any other option that differs from the stored run is an error, so a resumed run is the run
+    it claims to be.
     """
     changes = {}
     for key, value in overrides.items():
@@ -821,7 +864,8 @@ def validate(
             out = model(batch["blur"], initial_depth(batch, cfg, estimator))
         image = out.image.float()
         mse = (image - batch["sharp"]).pow(2).mean().item()
-        restored, sharp = to_255(image).cpu(), to_255(batch["sharp"]).cpu()
+        # On the device: SSIM's float64 window sums over a 1280x720 frame take seconds on a CPU.
+        restored, sharp = to_255(image), to_255(batch["sharp"])
         sums += torch.tensor(
             [mse, psnr(restored, sharp).item(), ssim(restored, sharp).item(), 1.0],
             dtype=torch.float64,
@@ -902,6 +946,8 @@ def export_weights(
                 "world_size": summary["world_size"],
                 "device": summary["device"],
                 "precision": summary["precision"],
+                "hardware": summary.get("hardware"),
+                **({"time_budget_s": cfg.time_budget} if cfg.time_budget > 0 else {}),
                 "metrics": summary.get("val", {}),
                 "dtype": run.export_dtype,
                 "recipe": json.loads(cfg.to_json()),
@@ -914,6 +960,12 @@ def export_weights(
 
 
 # --- the loop ------------------------------------------------------------------------------
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of an exception, for a log record."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
 
 
 def train(
@@ -941,6 +993,7 @@ def train(
 
 
 def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info):
+    t_setup = time.perf_counter()
     emit = on_event if (on_event is not None and info.is_main) else (lambda record: None)
     out = Path(run.out)
     ckpt_path, log = out / CHECKPOINT_NAME, JsonLog(out / LOG_NAME, info.is_main)
@@ -979,6 +1032,10 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
         log.truncate_after(start_step)
     elif cfg.init:
         init_from = load_init_weights(model, cfg.init)
+    budget = None
+    if cfg.time_budget > 0:
+        val_every = train_budget.VAL_EVERY_FRACTION if run.val_every > 0 else 0.0
+        budget = train_budget.TimeBudget(cfg.time_budget, wall_before, val_every)
     start_health = health_record(model)
     check_health(start_health, cfg, start_step, ckpt_path)
     if channels_last:
@@ -1000,23 +1057,46 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
         emit({"event": "depth_cache", "step": start_step, "done": done, "total": total})
 
     train_set, val_set = datasets or build_datasets(cfg, run, estimator, info, cache_progress)
-    batches = step_batches(
-        train_set,
-        cfg,
-        start_step,
-        info.rank,
-        info.world_size,
-        run.workers,
-        pin_memory=device.type == "cuda",
-    )
+    pool = None  # --synth-render frame: crops of whole frames rendered by worker processes
+    if datasets is None and cfg.data == "synth" and cfg.synth_render == "frame":
+        pool = build_frame_pool(cfg, run, info, start_step)
+        batches: Iterator[dict[str, torch.Tensor]] = iter(())
+    else:
+        batches = step_batches(
+            train_set,
+            cfg,
+            start_step,
+            info.rank,
+            info.world_size,
+            run.workers,
+            pin_memory=device.type == "cuda",
+        )
 
     # 4. DDP and compile wrap the module used for training steps; `model` stays the plain one.
     step_model: nn.Module = model
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    eager_model = step_model
+    compile_pending = False  # compiled, and the first compiled step has not run yet
     if run.compile:
-        step_model = torch.compile(step_model)
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        try:
+            step_model, compile_pending = torch.compile(step_model), True
+        except Exception as e:  # no compiler backend for this platform
+            fallback = {"event": "compile_fallback", "step": start_step, "reason": _reason(e)}
+            log.write(fallback)
+            emit(fallback)
+
+    def forward_loss(net: nn.Module, batch: dict[str, torch.Tensor]):
+        with autocast(device, precision):
+            if cfg.task == "depth":
+                pred = net((centre_frame(batch["blur"], 1) + 1) / 2)
+                return loss_fn(pred, batch["depth"])
+            depth_b = initial_depth(batch, cfg, estimator)
+            output = net(batch["blur"], depth_b)
+            return loss_fn(output.image, batch["sharp"], output.depth, batch["depth"])
 
     def save(step: int, **extra) -> None:
         if not all(torch.isfinite(p).all() for p in model.parameters()):
@@ -1039,6 +1119,11 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
             )
             emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
 
+    if budget is not None and isinstance(val_set, SynthDataset):
+        # Render the validation frames now, outside the budget (setup_s), so a validation's
+        # time inside the budget is the model's alone and the reserve for the last one holds.
+        for i in range(info.rank, len(val_set), info.world_size):
+            val_set[i]
     global_batch = cfg.batch_size * info.world_size
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -1053,6 +1138,8 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
             "global_batch": global_batch,
             "parameters": sum(p.numel() for p in model.parameters()),
             "train_items": len(train_set),
+            **({"time_budget_s": cfg.time_budget} if budget is not None else {}),
+            **({"synth_render": "frame", "render_workers": run.workers} if pool else {}),
             "resumed": payload is not None,
             **start_health,
             **({"init": str(init_from)} if init_from is not None else {}),
@@ -1062,36 +1149,66 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     # 5. The loop.
     watch = DivergenceWatch(cfg.divergence)
     t_start = time.perf_counter()
+    setup_s = t_start - t_setup
+    if budget is not None:
+        budget.start()
     t_log, steps_since_log = t_start, 0
+    wait_log = wait_total = 0.0  # seconds the loop waited for data
     sums: dict[str, torch.Tensor] = {}
     step, interrupted = start_step, False
     model.train()
-    with StopFlag(run.handle_signals) as stop:
-        for batch in batches:
-            lr = lr_at(step, cfg)
+    with StopFlag(run.handle_signals) as stop, contextlib.ExitStack() as cleanup:
+        if pool is not None:
+            cleanup.callback(pool.close)
+        while step < cfg.steps:
+            t_wait = time.perf_counter()
+            batch = pool.next_batch(cfg.batch_size) if pool is not None else next(batches, None)
+            if batch is None:
+                break
+            waited = time.perf_counter() - t_wait
+            wait_log, wait_total = wait_log + waited, wait_total + waited
+            lr = lr_at(step, cfg) if budget is None else math.nan  # budget: set below
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if cfg.depth_model == DEGRADED_DEPTH and cfg.task not in ("baseline", "depth"):
                 gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
                 batch["depth_init"] = degrade_depth(batch["depth"], gen)
-            batch = to_device(batch, device, channels_last)
+            if pool is not None:
+                batch = batch_to_device(batch, device, channels_last)
+            else:
+                batch = to_device(batch, device, channels_last)
 
-            with autocast(device, precision):
-                if cfg.task == "depth":
-                    pred = step_model((centre_frame(batch["blur"], 1) + 1) / 2)
-                    loss, terms = loss_fn(pred, batch["depth"])
-                else:
-                    depth_b = initial_depth(batch, cfg, estimator)
-                    output = step_model(batch["blur"], depth_b)
-                    loss, terms = loss_fn(
-                        output.image, batch["sharp"], output.depth, batch["depth"]
-                    )
+            if compile_pending:
+                # torch.compile fails at the first call when it cannot compile (no C++
+                # compiler, no Triton, an unsupported op): train on, uncompiled.
+                try:
+                    loss, terms = forward_loss(step_model, batch)
+                except Exception as e:
+                    step_model = eager_model
+                    fallback = {"event": "compile_fallback", "step": step, "reason": _reason(e)}
+                    log.write(fallback)
+                    emit(fallback)
+                    loss, terms = forward_loss(step_model, batch)
+                compile_pending = False
+            else:
+                loss, terms = forward_loss(step_model, batch)
 
             # One small collective per step keeps ranks in lock step on a stop or a bad loss.
-            flags = torch.stack([(~torch.isfinite(loss.detach())).float(), loss.new_tensor(0.0)])
+            # flags: non-finite loss, stop requested, the time budget is spent (this step is
+            # the last), a budget validation is due, the budget's progress (for the lr). All
+            # ranks agree on them (their clocks differ slightly; the max wins).
+            flags = loss.detach().new_zeros(5, dtype=torch.float32)
+            flags[0] = (~torch.isfinite(loss.detach())).float()
             flags[1] = float(stop.requested)
+            flags[2] = float(budget is not None and budget.should_stop())
+            flags[3] = float(budget is not None and budget.validation_due())
+            flags[4] = budget.progress() if budget is not None else 0.0
             if info.enabled:
                 torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            if budget is not None:
+                lr = train_budget.lr_at_fraction(flags[4].item(), cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             if flags[0].item() > 0:
                 kept = (
                     f"the last good checkpoint {ckpt_path} is kept"
@@ -1113,11 +1230,12 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 ema.update(model)
             step += 1
             steps_since_log += 1
+            done = step == cfg.steps or flags[2].item() > 0
             for name, value in {"loss": loss, **terms}.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
 
             # Log, validate, checkpoint, stop.
-            if step % run.log_every == 0 or step == cfg.steps:
+            if step % run.log_every == 0 or done:
                 names = sorted(sums)
                 values = distributed.all_reduce_sum(torch.stack([sums[n] for n in names]))
                 values = (values / (steps_since_log * info.world_size)).tolist()
@@ -1131,16 +1249,29 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                     }
                 )
                 record["samples_per_s"] = rate
-                record["eta_s"] = (cfg.steps - step) * global_batch / rate
+                record["data_wait_fraction"] = wait_log / max(now - t_log, 1e-9)
+                if budget is not None:
+                    record["budget_fraction"] = budget.fraction()
+                    record["eta_s"] = budget.remaining()
+                else:
+                    record["eta_s"] = (cfg.steps - step) * global_batch / rate
                 record.update(health_record(model))
                 last_loss = record["loss"]
                 log.write(record)
                 emit(record)
-                t_log, steps_since_log, sums = now, 0, {}
+                t_log, steps_since_log, sums, wait_log = now, 0, {}, 0.0
                 check_health(record, cfg, step, ckpt_path)
                 watch.check(record["loss"], step, ckpt_path)
-            if step == cfg.steps or (run.val_every > 0 and step % run.val_every == 0):
+            if budget is not None:
+                val_due = done or flags[3].item() > 0
+            else:
+                val_due = done or (run.val_every > 0 and step % run.val_every == 0)
+            if val_due:
+                t_val = time.perf_counter()
                 last_val = validate(eval_model, val_set, cfg, estimator, device, precision, info)
+                if budget is not None:
+                    budget.timed_validation(time.perf_counter() - t_val)
+                    budget.validated()
                 val_record = {"event": "val", "step": step, **last_val}
                 log.write(val_record)
                 emit(val_record)
@@ -1148,8 +1279,10 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
                 interrupted = True
                 save(step)
                 break
-            if step % run.ckpt_every == 0 or step == cfg.steps:
+            if step % run.ckpt_every == 0 or done:
                 save(step)
+            if done:
+                break
 
     # 6. The end: every rank reports a digest of its weights (they must agree under DDP).
     wall = wall_before + time.perf_counter() - t_start
@@ -1167,6 +1300,11 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
         "device": str(device),
         "precision": precision,
         "world_size": info.world_size,
+        "hardware": device_name(device),
+        "setup_s": setup_s,
+        "data_wait_fraction": wait_total / max(time.perf_counter() - t_start, 1e-9),
+        **({"time_budget_s": cfg.time_budget} if budget is not None else {}),
+        **(pool.stats() if pool is not None else {}),
         "rank_digests": digests,
         "ranks_in_sync": len(set(digests)) == 1,
     }

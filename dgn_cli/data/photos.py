@@ -388,3 +388,43 @@ def collect(
             on_source(source.label, report.sources[source.label])
     report.total = sum(1 for e in entries.values() if (out / e["file"]).exists())
     return report
+
+
+# --------------------------------------------------------------------------------------------
+# a smaller copy of a collected folder
+
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def shrink(src: Path, out: Path, max_side: int) -> dict:
+    """Copy the photo folder `src` (from `collect`) to `out` with every photo's longest side at
+    most `max_side` (downscaled as `collect` does; smaller ones copied byte for byte), keeping
+    the relative paths, LICENSES, licenses/ and photos.json. E.g. a folder small enough to
+    travel with the working tree to a GPU machine. Returns {"photos", "bytes", "max_side"}."""
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such photo folder")
+    if out.resolve() == src.resolve():
+        raise ValueError("--from and the output folder are the same folder")
+    count = total = 0
+    for path in sorted(src.rglob("*")):
+        if not path.is_file():
+            continue
+        target = out / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() in PHOTO_SUFFIXES:
+            _store(path.read_bytes(), target, max_side)
+            count += 1
+        elif path.name in (MANIFEST, "LICENSES") or path.parent.name == "licenses":
+            write_bytes_atomic(target, path.read_bytes())
+        else:
+            continue
+        total += target.stat().st_size
+    if count == 0:
+        raise ValueError(f"{src}: no photos (.jpg/.png) in this folder")
+    note = f"\nThis copy: longest side at most {max_side} px (from {src.name}/).\n"
+    licences = out / "LICENSES"
+    if licences.exists():
+        write_bytes_atomic(licences, licences.read_bytes() + note.encode())
+    return {"photos": count, "bytes": total, "max_side": max_side}

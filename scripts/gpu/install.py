@@ -1,0 +1,66 @@
+"""Install GPU-trained weights from a main.sh result folder into weights/.
+
+    python scripts/gpu/install.py FOLDER [NAME ...] [--weights-dir weights]
+
+FOLDER holds what main.sh wrote to OUT: NAME.safetensors files and the manifest.json that
+`dgn train --export` wrote beside them. Each NAME (default: every entry there) is checked
+against its sha256 in that manifest, copied to the weights folder, and its entry replaces the
+shipped one, keeping the shipped entry's licence, input, output and notes; the replaced
+entry's training record is kept under training.replaced, so the model card's history stays.
+Install only the models that beat the shipped ones (benchmark.json; see weights/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from dgn_cli import registry  # noqa: E402
+from dgn_cli.checkpoints import sha256_file  # noqa: E402
+
+KEPT = ("licence", "input", "output", "notes")
+
+
+def install(folder: Path, names: list[str], weights_dir: Path) -> list[str]:
+    source = json.loads((folder / registry.MANIFEST_NAME).read_text())
+    entries = {e["name"]: e for e in source["entries"]}
+    target_manifest = weights_dir / registry.MANIFEST_NAME
+    shipped = {e["name"]: e for e in json.loads(target_manifest.read_text())["entries"]}
+    done = []
+    for name in names or list(entries):
+        if name not in entries:
+            raise SystemExit(f"{folder}: no manifest entry {name!r}")
+        entry = dict(entries[name])
+        path = folder / entry["source"]["file"]
+        if sha256_file(path) != entry["sha256"]:
+            raise SystemExit(f"{path}: sha256 does not match its manifest entry; not installed")
+        old = shipped.get(name, {})
+        for key in KEPT:
+            if key in old:
+                entry[key] = old[key]
+        if "training" in old:
+            entry["training"] = {**entry["training"], "replaced": old["training"]}
+        shutil.copyfile(path, weights_dir / path.name)
+        registry.add_manifest_entry(entry, manifest=target_manifest)
+        done.append(name)
+    return done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("names", nargs="*")
+    parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
+    args = parser.parse_args()
+    for name in install(args.folder, args.names, args.weights_dir):
+        print(f"installed {name} into {args.weights_dir}")
+
+
+if __name__ == "__main__":
+    main()
