@@ -60,3 +60,18 @@ def untrained_weights(tmp_path_factory, monkeypatch):
     shutil.copy(shipped, folder / "manifest.shipped.json")  # for debugging only
     monkeypatch.setattr(registry, "weights_dir", lambda: folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Three small smooth-noise 'photos' for `--data synth` training runs."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        img = cv2.GaussianBlur(rng.random((90, 120, 3)).astype(np.float32), (0, 0), 2)
+        img = (img - img.min()) / (img.max() - img.min())
+        cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
+    return folder

@@ -5,7 +5,6 @@ falls back cleanly."""
 import json
 import time
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,17 +19,6 @@ from tests.test_train import cfg, data, run
 runner = CliRunner()
 TINY = ["--widths", "4,8,8", "--config", "blocks_per_scale=1", "--config", "bottom_blocks=1",
         "--config", "sft_chs=4"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        img = cv2.GaussianBlur(rng.random((90, 120, 3)).astype(np.float32), (0, 0), 2)
-        img = (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
-    return folder
 
 
 def test_lr_follows_the_fraction_of_the_budget():

@@ -6,9 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import cv2
-import numpy as np
-import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -21,17 +18,6 @@ runner = CliRunner()
 TINY = ["--widths", "4,8,8", "--config", "blocks_per_scale=1", "--config", "bottom_blocks=1",
         "--config", "sft_chs=4", "--config", "baseline_extra_blocks=1",
         "--config", "baseline_extra_mid_chs=8"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        img = cv2.GaussianBlur(rng.random((90, 120, 3)).astype(np.float32), (0, 0), 2)
-        img = (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
-    return folder
 
 
 def args(photos, out, *extra, steps=3):

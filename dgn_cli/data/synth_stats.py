@@ -18,16 +18,14 @@ import numpy as np
 
 from dgn_cli.data.gopro import discover, read_depth_raw, read_rgb_raw, to01
 from dgn_cli.data.synth import extent_from_u16
+from dgn_cli.metrics import psnr_from_mse
 
 PERCENTILES = (10, 25, 50, 75, 90, 99)
 NEAR, FAR = 2 / 3, 1 / 3
 
 
 def _psnr(sq_err_sum: float, count: int) -> float | None:
-    if count == 0:
-        return None
-    mse = sq_err_sum / count
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    return None if count == 0 else psnr_from_mse(sq_err_sum / count)
 
 
 def split_stats(root: str | Path, split: str, limit: int | None = None, stride: int = 4) -> dict:
