@@ -1,19 +1,29 @@
-"""Device and precision resolution, and the memory budget that sizes the default tile.
+"""Device and precision: the one place inference, training and benchmarks resolve them.
 
-    resolve_device("auto" | "cpu" | "cuda" | "cuda:N" | "mps") -> torch.device
-    resolve_precision(device, "auto" | "fp32" | "bf16" | "fp16") -> torch.dtype
+    resolve_device("auto" | "cpu" | "cuda" | "cuda:N" | "mps", local_rank=None) -> torch.device
+    resolve_precision(device, "auto" | "fp32" | "bf16" | "fp16", training=False) -> torch.dtype
+    precision_warning(device, dtype) -> str | None   (the CLI prints it; the library never does)
+    autocast(device, dtype) -> context manager for the forward pass
     memory_budget(device) -> bytes the engine may use for one tile's activations
 
 Rules:
 - "auto" device: CUDA if PyTorch sees a GPU, else Apple MPS, else CPU. Asking for a device
-  that is not there is a `DeviceError`, never a silent fall-back to the CPU.
-- "auto" precision: bf16 on CUDA GPUs that support it (compute capability >= 8.0) and on
-  CPUs with AMX tiles; fp32 everywhere else (older GPUs, MPS, other CPUs). CPUs with
-  AVX512-BF16 but no AMX get fp32: measured on such a Xeon (torch 2.13, 2 threads), the DGN
-  at 1280x720 ran 1.26x SLOWER in bf16 autocast than in fp32 (median of 4 paired runs; single
-  3x3 convs 1.1-1.8x slower), so bf16 there would cost accuracy and buy nothing. `--precision
-  bf16` still forces it. fp16 is never chosen automatically: its range overflows more
-  easily (NaN/black tiles); the engine recomputes any non-finite tile in fp32 anyway.
+  that is not there is a `DeviceError`, never a silent fall-back to the CPU. Under torchrun
+  (`local_rank` given) "auto" and a bare "cuda" mean this rank's GPU.
+- "auto" precision is the fastest MEASURED precision for the hardware: bf16 on CUDA GPUs that
+  support it (compute capability >= 8.0) and on CPUs with AMX tiles; fp32 everywhere else
+  (older GPUs, MPS, other CPUs). CPUs with AVX512-BF16 but no AMX get fp32: measured on such
+  a Xeon (torch 2.13, 2 threads), the DGN at 1280x720 ran 1.26x SLOWER in bf16 autocast than
+  in fp32 (median of 4 paired runs; single 3x3 convs 1.1-1.8x slower), so bf16 there would
+  cost accuracy and buy nothing. On an AMX Xeon bf16 trained 3x faster than fp32.
+- An explicit precision is obeyed, the same rule for inference and training: bf16 on a CPU
+  without native bf16 instructions runs (PyTorch emulates it: correct but slow) and
+  `precision_warning` says so; bf16 on a CUDA GPU without bf16 is a `DeviceError` (cuDNN has
+  no kernels for it). fp16 is inference only (training would need loss scaling) and never
+  chosen automatically: its range overflows more easily (NaN/black tiles); the engine
+  recomputes any non-finite tile in fp32 anyway.
+- fp32 on CUDA means IEEE fp32: `autocast` switches TF32 convolutions off inside the block
+  (the seam bound and the engine's fp32 recompute rely on it).
 - Memory budget: CUDA: half of the free memory on the card (`torch.cuda.mem_get_info`);
   MPS: a quarter of `torch.mps.recommended_max_memory()`; CPU: a quarter of the available
   RAM (MemAvailable in /proc/meminfo, else a quarter of the physical RAM), capped at 8 GiB.
@@ -21,12 +31,24 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from enum import StrEnum
 
 import torch
 
 from dgn_cli.errors import DeviceError
+
+
+class Precision(StrEnum):
+    """A --precision value; `auto` is resolved by `resolve_precision`."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPE_NAMES = {v: k for k, v in PRECISIONS.items()}
@@ -34,15 +56,16 @@ CPU_BUDGET_CAP = 8 * 2**30
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """Parse and check a --device value; raise `DeviceError` if it is not usable here."""
+def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:
+    """Parse and check a --device value; raise `DeviceError` if it is not usable here.
+    `local_rank` (torchrun): "auto" and a bare "cuda" pick that rank's GPU."""
     m = _DEVICE_RE.match(str(spec).strip().lower())
     if not m or (m.group(2) is not None and m.group(1) != "cuda"):
         raise DeviceError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     kind, index = m.group(1), m.group(2)
     if kind == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
+            return torch.device("cuda", _default_cuda_index(local_rank))
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -61,10 +84,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
             "use --device cpu or --device auto, or install a CUDA build of PyTorch"
         )
     n = torch.cuda.device_count()
-    i = int(index) if index is not None else torch.cuda.current_device()
+    i = int(index) if index is not None else _default_cuda_index(local_rank)
     if i >= n:
         raise DeviceError(f"--device {spec}: only {n} CUDA device(s) here (cuda:0..cuda:{n - 1})")
     return torch.device("cuda", i)
+
+
+def _default_cuda_index(local_rank: int | None) -> int:
+    return local_rank if local_rank is not None else torch.cuda.current_device()
 
 
 def _mps_available() -> bool:
@@ -72,18 +99,30 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+def cpu_bf16_support() -> str | None:
+    """This CPU's native bf16: "amx" (AMX tiles), "avx512_bf16", or None (emulated)."""
+    for name, probe in (
+        ("amx", "_is_amx_tile_supported"),
+        ("avx512_bf16", "_is_avx512_bf16_supported"),
+    ):
+        check = getattr(getattr(torch, "cpu", None), probe, None)
+        with contextlib.suppress(Exception):  # private probes may change between torch versions
+            if check is not None and check():
+                return name
+    return None
+
+
 def cpu_supports_bf16() -> bool:
     """True on CPUs whose bf16 matrix math beats fp32: those with AMX tiles (see the module
     docstring for why AVX512-BF16 alone does not count)."""
-    probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
-    try:
-        return bool(probe is not None and probe())
-    except Exception:  # a private probe may change between torch versions
-        return False
+    return cpu_bf16_support() == "amx"
 
 
-def resolve_precision(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """Turn a --precision value into the autocast dtype for `device` (see module docstring)."""
+def resolve_precision(
+    device: torch.device, precision: str = "auto", *, training: bool = False
+) -> torch.dtype:
+    """Turn a --precision value into the autocast dtype for `device` (rules in the module
+    docstring). `training`: fp16 is refused (it would need loss scaling)."""
     precision = str(precision).lower()
     if precision == "auto":
         if device.type == "cuda":
@@ -94,12 +133,62 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> torch.dt
     if precision not in PRECISIONS:
         raise DeviceError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     dtype = PRECISIONS[precision]
+    if training and dtype == torch.float16:
+        raise DeviceError(
+            "--precision fp16 is not supported for training (it needs loss scaling); "
+            "use bf16 or fp32"
+        )
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise DeviceError(
             f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16 support; "
             "use --precision fp16 or fp32"
         )
     return dtype
+
+
+def precision_warning(device: torch.device, dtype: torch.dtype) -> str | None:
+    """A one-line warning when `dtype` will run slowly on `device`, else None."""
+    if device.type != "cpu" or dtype == torch.float32:
+        return None
+    support = cpu_bf16_support()
+    if dtype == torch.bfloat16 and support is None:
+        return (
+            "this CPU has no native bf16 instructions: bf16 runs emulated (correct but slow); "
+            "--precision auto picks fp32 here"
+        )
+    if dtype == torch.bfloat16 and support != "amx":
+        return (
+            "bf16 without AMX measured slower than fp32 on this kind of CPU "
+            "(--precision auto picks fp32)"
+        )
+    if dtype == torch.float16:
+        return (
+            "fp16 on a CPU is slow and rarely supported natively; "
+            "--precision auto picks fp32 or bf16"
+        )
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """The forward pass's precision context: autocast for bf16/fp16; for fp32 on CUDA, TF32
+    convolutions switched off so that "fp32" means IEEE fp32."""
+    if dtype != torch.float32:
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    if device.type == "cuda":
+        return _no_tf32()
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """cuDNN convolutions in full fp32 inside the block (the global flag is restored)."""
+    cudnn = torch.backends.cudnn
+    previous = cudnn.allow_tf32
+    cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32 = previous
 
 
 def precision_name(dtype: torch.dtype) -> str:

@@ -71,7 +71,6 @@ output 3, refined depth 1) = 32 bytes per pixel, plus the tile's activations
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -268,15 +267,6 @@ class Engine:
         }
 
     # ----------------------------------------------------------------- helpers
-    def _autocast(self, dtype: torch.dtype):
-        """Autocast for bf16/fp16; for fp32 on CUDA, TF32 convolutions are switched off so
-        that "fp32" means IEEE fp32 (the seam bound and the fp32 recompute rely on it)."""
-        if dtype != torch.float32:
-            return torch.autocast(device_type=self.device.type, dtype=dtype)
-        if self.device.type == "cuda":
-            return _no_tf32()
-        return contextlib.nullcontext()
-
     def _free_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -319,7 +309,7 @@ class Engine:
         x = self._to_device(small)
         net = self.depth_estimator
         with torch.inference_mode():
-            with self._autocast(self.dtype):
+            with devices.autocast(self.device, self.dtype):
                 depth = net(x)
             if self.dtype != torch.float32 and not torch.isfinite(depth).all():
                 depth = net(x)  # fp32 recompute
@@ -454,7 +444,7 @@ class Engine:
         return image, refined
 
     def _forward(self, x, d, dtype):
-        with torch.inference_mode(), self._autocast(dtype):
+        with torch.inference_mode(), devices.autocast(self.device, dtype):
             return self.dgn(x, d)
 
     def deblur(
@@ -483,18 +473,6 @@ class Engine:
         if control.uses_mask and depth is None:
             depth = self.estimate_depth(original[:, :3])
         return blend.apply(original, restored, depth, control)
-
-
-@contextlib.contextmanager
-def _no_tf32():
-    """cuDNN convolutions in full fp32 inside the block (the global flag is restored)."""
-    cudnn = torch.backends.cudnn
-    previous = cudnn.allow_tf32
-    cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        cudnn.allow_tf32 = previous
 
 
 def _finite(out) -> bool:

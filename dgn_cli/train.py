@@ -51,13 +51,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from dgn_cli import distributed, train_budget, train_checkpoint
+from dgn_cli import devices, distributed, train_budget, train_checkpoint
 from dgn_cli.data.datasets import SynthDataset
 from dgn_cli.data.depth_degrade import degrade_depth
 from dgn_cli.data.render_pool import FramePool, batch_to_device
-from dgn_cli.devices import device_name
 from dgn_cli.ema import EMA
-from dgn_cli.errors import CheckpointError, DeviceError, DgnError, InputError, OutputError
+from dgn_cli.errors import CheckpointError, DgnError, InputError, OutputError
 from dgn_cli.fsutil import write_text_atomic
 from dgn_cli.losses import DepthLoss, DGNLoss, LossWeights
 from dgn_cli.metrics import psnr, ssim, to_255
@@ -243,73 +242,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr
     progress = min(1.0, (step - half) / max(1, cfg.steps - 1 - half))
     return cfg.lr + (cfg.lr_final - cfg.lr) * progress
-
-
-# --- devices and precision -----------------------------------------------------------------
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto: CUDA (this rank's GPU under torchrun), else MPS, else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise DeviceError(f"--device {name!r} is not a device name (try cpu, cuda, cuda:1)") from e
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError("--device cuda asked for but CUDA is not available; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
-def cpu_bf16_support() -> str | None:
-    """ "amx" (Intel AMX tiles), "avx512_bf16", or None: this CPU's native bf16 instructions."""
-    with contextlib.suppress(Exception):
-        if torch.cpu._is_amx_tile_supported():
-            return "amx"
-    with contextlib.suppress(Exception):
-        if torch.cpu._is_avx512_bf16_supported():
-            return "avx512_bf16"
-    return None
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The autocast precision for --precision on `device`.
-
-    auto: bf16 on CUDA GPUs that support it and on CPUs with AMX; fp32 elsewhere. On a CPU with
-    AVX512-BF16 but no AMX bf16 autocast measured SLOWER than fp32 for the DGN's convolutions
-    (see the training notes in the README), so auto keeps fp32 there; --precision bf16 still
-    forces it on any CPU with native bf16 instructions. An explicit bf16 where the device has
-    no native bf16 is an error.
-    """
-    if precision == "fp32":
-        return "fp32"
-    if device.type == "cuda":
-        supported = fast = torch.cuda.is_bf16_supported()
-    elif device.type == "cpu":
-        support = cpu_bf16_support()
-        supported, fast = support is not None, support == "amx"
-    else:
-        supported = fast = False
-    if precision == "bf16":
-        if not supported:
-            raise DeviceError(f"bf16 is not supported natively on {device}; use --precision fp32")
-        return "bf16"
-    if precision == "auto":
-        return "bf16" if fast else "fp32"
-    raise DeviceError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # --- model, optimiser, losses, depth -------------------------------------------------------
@@ -851,7 +783,7 @@ def validate(
             device,
             False,
         )
-        with autocast(device, precision):
+        with devices.autocast(device, devices.PRECISIONS[precision]):
             if cfg.task == "depth":
                 pred = model((batch["blur"][:, :3].float() + 1) / 2).float()
                 mse = (pred - batch["depth"]).pow(2).mean().item()
@@ -981,7 +913,7 @@ def train(
     checkpoint or end). `datasets` replaces build_datasets (tests). Under torchrun each
     process calls this and joins the process group."""
     info0 = distributed.env_info()
-    device = pick_device(run.device, info0.local_rank)
+    device = devices.resolve_device(run.device, info0.local_rank)
     # Denormal floats (tiny activations and gradients late in training) make x86 float math
     # ~10x slower: a CPU run went from 0.8 to 6.5 s/step after 1000 steps. Flush them to 0.
     torch.set_flush_denormal(True)
@@ -997,7 +929,8 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     emit = on_event if (on_event is not None and info.is_main) else (lambda record: None)
     out = Path(run.out)
     ckpt_path, log = out / CHECKPOINT_NAME, JsonLog(out / LOG_NAME, info.is_main)
-    precision = resolve_precision(run.precision, device)
+    dtype = devices.resolve_precision(device, run.precision, training=True)
+    precision, warning = devices.precision_name(dtype), devices.precision_warning(device, dtype)
     channels_last = run.channels_last and device.type in ("cuda", "cpu")
 
     # 1. Where we start: a fresh run, or the checkpoint's recipe, weights and RNG states.
@@ -1090,7 +1023,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
             emit(fallback)
 
     def forward_loss(net: nn.Module, batch: dict[str, torch.Tensor]):
-        with autocast(device, precision):
+        with devices.autocast(device, devices.PRECISIONS[precision]):
             if cfg.task == "depth":
                 pred = net((centre_frame(batch["blur"], 1) + 1) / 2)
                 return loss_fn(pred, batch["depth"])
@@ -1134,6 +1067,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
             "steps": cfg.steps,
             "device": str(device),
             "precision": precision,
+            **({"warning": warning} if warning else {}),
             "world_size": info.world_size,
             "global_batch": global_batch,
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -1300,7 +1234,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
         "device": str(device),
         "precision": precision,
         "world_size": info.world_size,
-        "hardware": device_name(device),
+        "hardware": devices.device_name(device),
         "setup_s": setup_s,
         "data_wait_fraction": wait_total / max(time.perf_counter() - t_start, 1e-9),
         **({"time_budget_s": cfg.time_budget} if budget is not None else {}),

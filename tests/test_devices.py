@@ -1,8 +1,10 @@
 """Precision auto-selection follows measured speed, not feature flags alone."""
 
+import pytest
 import torch
 
 from dgn_cli import devices
+from dgn_cli.errors import DeviceError
 
 
 def test_auto_precision_on_cpu_needs_amx(monkeypatch):
@@ -14,3 +16,40 @@ def test_auto_precision_on_cpu_needs_amx(monkeypatch):
     assert devices.resolve_precision(cpu, "auto") == torch.bfloat16
     assert devices.resolve_precision(cpu, "fp32") == torch.float32
     assert devices.resolve_precision(cpu, "bf16") == torch.bfloat16
+
+
+def test_one_precision_rule_for_inference_and_training(monkeypatch):
+    """bf16 on a CPU without native bf16 runs for both, with a warning; fp16 trains nowhere."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_bf16_support", lambda: None)
+    for training in (False, True):
+        assert devices.resolve_precision(cpu, "bf16", training=training) == torch.bfloat16
+    assert "emulated" in devices.precision_warning(cpu, torch.bfloat16)
+    assert devices.precision_warning(cpu, torch.float32) is None
+    monkeypatch.setattr(devices, "cpu_bf16_support", lambda: "amx")
+    assert devices.precision_warning(cpu, torch.bfloat16) is None
+    assert devices.resolve_precision(cpu, "fp16") == torch.float16
+    with pytest.raises(DeviceError, match="fp16 is not supported for training"):
+        devices.resolve_precision(cpu, "fp16", training=True)
+
+
+def test_auto_precision_is_the_measured_fastest(monkeypatch):
+    """AMX -> bf16; AVX512-BF16 without AMX -> fp32 (measured slower); AVX2 only -> fp32."""
+    cpu = torch.device("cpu")
+    for support, expected in (
+        ("amx", torch.bfloat16),
+        ("avx512_bf16", torch.float32),
+        (None, torch.float32),
+    ):
+        monkeypatch.setattr(devices, "cpu_bf16_support", lambda s=support: s)
+        assert devices.resolve_precision(cpu, "auto") == expected
+        assert devices.resolve_precision(cpu, "auto", training=True) == expected
+
+
+def test_cpu_autocast_context():
+    x = torch.randn(1, 3, 8, 8)
+    conv = torch.nn.Conv2d(3, 3, 3)
+    with devices.autocast(torch.device("cpu"), torch.bfloat16):
+        assert conv(x).dtype == torch.bfloat16
+    with devices.autocast(torch.device("cpu"), torch.float32):
+        assert conv(x).dtype == torch.float32

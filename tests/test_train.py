@@ -218,14 +218,15 @@ def test_init_fine_tunes_from_exported_weights_and_refuses_another_model(tmp_pat
 
 
 def test_bf16_autocast_on_a_cpu_that_supports_it(tmp_path):
-    from dgn_cli.train import cpu_bf16_support, resolve_precision
+    from dgn_cli.devices import cpu_bf16_support, resolve_precision
 
     support = cpu_bf16_support()
     if support is None:
         pytest.skip("this CPU has no native bf16")
-    expected = "bf16" if support == "amx" else "fp32"  # AVX512-BF16 alone measured slower
-    assert resolve_precision("auto", torch.device("cpu")) == expected
-    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    cpu = torch.device("cpu")
+    expected = torch.bfloat16 if support == "amx" else torch.float32  # AVX512-BF16: slower
+    assert resolve_precision(cpu, "auto", training=True) == expected
+    assert resolve_precision(cpu, "fp32", training=True) == torch.float32
     c = cfg(steps=2)
     summary = train(c, run(tmp_path, precision="bf16"), datasets=data(c))
     assert summary["precision"] == "bf16" and summary["loss"] > 0

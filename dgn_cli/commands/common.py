@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from dgn_cli.devices import Precision
 from dgn_cli.errors import DgnError
 from dgn_cli.fsutil import describe_os_error
 
@@ -63,13 +63,6 @@ def print_json(payload: Any) -> None:
     """Machine-readable output: one JSON document on stdout."""
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     sys.stdout.flush()
-
-
-class Precision(StrEnum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 DeviceOpt = Annotated[

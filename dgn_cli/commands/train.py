@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from dgn_cli.commands.common import (
     DeviceOpt,
     JsonOpt,
+    Precision,
     QuietOpt,
     cli_errors,
     err_console,
@@ -33,12 +34,6 @@ class Task(StrEnum):
     baseline = "baseline"
     concat = "concat"
     depth = "depth"
-
-
-class TrainPrecision(StrEnum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
 
 
 class Recipe(StrEnum):
@@ -177,6 +172,8 @@ class TrainDisplay:
                 f"{record['global_batch']}, {record['parameters']:,} parameters, "
                 f"{record['train_items']:,} training items)"
             )
+            if record.get("warning"):
+                self.print(f"[yellow]warning:[/] {record['warning']}")
             self.steps = record["steps"]
             self.budget = record.get("time_budget_s")
             if self.live:
@@ -390,13 +387,12 @@ def register(app: typer.Typer) -> None:
         val_every: Annotated[int, typer.Option("--val-every", help="0 = only at the end")] = 5000,
         log_every: Annotated[int, typer.Option("--log-every")] = 50,
         precision: Annotated[
-            TrainPrecision,
+            Precision,
             typer.Option(
                 "--precision",
-                help="auto: bf16 on CUDA GPUs and AMX CPUs, else fp32 (bf16 forces it on any "
-                "CPU with native bf16)",
+                help="auto: bf16 on CUDA GPUs and AMX CPUs, else fp32 (fp16: inference only)",
             ),
-        ] = TrainPrecision.auto,
+        ] = Precision.auto,
         compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
         channels_last: Annotated[
             bool,
