@@ -32,6 +32,7 @@ Depth error: mean absolute error and RMSE of D_b and of D_r against the referenc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,14 +40,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from dgn_cli import metrics
 from dgn_cli.data.datasets import PairedFolderDataset
 from dgn_cli.data.gopro import discover
 from dgn_cli.engine import Engine, EngineConfig
 from dgn_cli.errors import CheckpointError, DgnError, InputError
-from dgn_cli.models import DGN
 
 ROW_BLURRY = "blurry input"
 ROW_BASELINE = "no depth (baseline)"
@@ -111,29 +110,13 @@ def select_indices(n: int, limit: int | None) -> list[int]:
 
 
 # ------------------------------------------------------------------------------- ablation model
-class _PassDepth(nn.Module):
-    """Stands in for the refinement branch: D_r := the depth it is given."""
-
-    def forward(self, depth: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return depth
-
-
-class GivenDepthDGN(DGN):
-    """The DGN's own forward (padding, cropping, deblurring branch) with its refinement branch
-    bypassed: the depth passed in is used as D_r. Shares the deblurring weights, copies none."""
-
-    def __init__(self, dgn: DGN):
-        nn.Module.__init__(self)
-        if not dgn.config.uses_depth:
-            raise DgnError("the no-depth baseline has no depth to replace")
-        self.config = dgn.config
-        self.refinement = _PassDepth()
-        self.deblur = dgn.deblur
-
-
 def bypass_engine(engine: Engine) -> Engine:
-    """An engine running `GivenDepthDGN` with `engine`'s device, precision and tiling."""
-    return Engine(engine.config, dgn=GivenDepthDGN(engine.dgn), depth_estimator=None)
+    """`engine`'s DGN (shared, not copied) with its refinement branch bypassed: the depth
+    passed in is used as D_r. Same device, precision and tiling."""
+    if not engine.dgn.config.uses_depth:
+        raise DgnError("the no-depth baseline has no depth to replace")
+    cfg = dataclasses.replace(engine.config, refine_depth=False)
+    return Engine(cfg, dgn=engine.dgn, depth_estimator=None)
 
 
 def baseline_engine(engine: Engine, weights: str, frames: int) -> tuple[Engine | None, str | None]:

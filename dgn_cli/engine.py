@@ -82,6 +82,7 @@ from dgn_cli.errors import DeviceError, DgnError
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
 from dgn_cli.models.dgn import randomize_outputs
+from dgn_cli.tensors import to_signed, to_unit
 
 Progress = Callable[[int, int], None]
 
@@ -110,6 +111,7 @@ class EngineConfig:
     kind: str = "image"  # image | video: picks the default weights and random frames
     depth_max_side: int = DEFAULT_DEPTH_MAX_SIDE
     load_dgn: bool = True  # False: depth estimation only (`dgn depth` without --refined)
+    refine_depth: bool = True  # False: the depth given is used as D_r (G_D bypassed; ablation)
 
     def __post_init__(self):
         if self.kind not in DEFAULT_DGN:
@@ -217,6 +219,8 @@ class Engine:
         # Denormal floats slow x86 math ~10x and change nothing visible: flush them to zero.
         torch.set_flush_denormal(True)
         self.dtype = devices.resolve_precision(self.device, self.config.precision)
+        # For the CLI to show (e.g. bf16 emulated on this CPU); the library never prints.
+        self.precision_warning = devices.precision_warning(self.device, self.dtype)
         self.weights_sha256: str | None = None  # of the DGN's file: --json and the log
         if dgn is None and depth_estimator is None:
             dgn, depth = load_models(self.config, self.device)
@@ -429,7 +433,7 @@ class Engine:
 
     def _run_tile(self, frames, depth, stats: RunStats):
         """One network pass on a (1, 3F, h, w) [0, 1] CPU slice -> CPU float32 results."""
-        x = self._to_device(frames).mul(2).sub_(1)
+        x = to_signed(self._to_device(frames))
         d = self._to_device(depth) if depth is not None else None
         out = self._forward(x, d, self.dtype)
         if self.dtype != torch.float32 and not _finite(out):
@@ -439,13 +443,13 @@ class Engine:
             stats.nonfinite_left += 1
             out = type(out)(*(torch.nan_to_num(t, nan=0.0) if t is not None else None for t in out))
         # Out-of-place ops outside inference mode: the results are ordinary tensors.
-        image = out.image.float().add(1).mul_(0.5).cpu()
+        image = to_unit(out.image.float()).cpu()
         refined = out.depth.float().add(0).cpu() if out.depth is not None else None
         return image, refined
 
     def _forward(self, x, d, dtype):
         with torch.inference_mode(), devices.autocast(self.device, dtype):
-            return self.dgn(x, d)
+            return self.dgn(x, d, refine=self.config.refine_depth)
 
     def deblur(
         self, image: torch.Tensor, progress: Progress | None = None

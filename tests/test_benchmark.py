@@ -14,6 +14,7 @@ from dgn_cli import benchmark as bench
 from dgn_cli import benchmark_quality as bq
 from dgn_cli.checkpoints import save_depth_net, save_dgn
 from dgn_cli.cli import app
+from dgn_cli.engine import Engine, EngineConfig
 from dgn_cli.models import DGN, parameter_counts
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 
@@ -151,7 +152,7 @@ def test_select_indices_spreads_evenly():
     assert bq.select_indices(10, 1) == [0]
 
 
-def test_given_depth_dgn_is_the_deblurring_branch_on_the_given_depth(tiny_config):
+def test_refine_false_is_the_deblurring_branch_on_the_given_depth(tiny_config):
     torch.manual_seed(0)
     dgn = DGN(tiny_config()).eval()
     with torch.no_grad():  # the SFT layers start as the identity: make the guidance matter
@@ -160,17 +161,16 @@ def test_given_depth_dgn_is_the_deblurring_branch_on_the_given_depth(tiny_config
     frames = torch.rand(1, 3, 20, 24) * 2 - 1
     depth = torch.rand(1, 1, 20, 24)
     with torch.no_grad():
-        out = bq.GivenDepthDGN(dgn)(frames, depth)
+        out = dgn(frames, depth, refine=False)
         direct = dgn.deblur(frames, depth)
         normal = dgn(frames, depth)
     torch.testing.assert_close(out.image, direct)
     torch.testing.assert_close(out.depth, depth)
     # the normal DGN refines the depth first, so its D_r and output differ
     assert not torch.equal(normal.depth, depth) and not torch.equal(normal.image, direct)
-    assert (
-        sum(p.numel() for p in bq.GivenDepthDGN(dgn).parameters())
-        == parameter_counts(dgn)["deblurring"]
-    )
+    # the ablation engine shares the DGN's weights and bypasses G_D the same way
+    bypass = bq.bypass_engine(Engine(EngineConfig(device="cpu", precision="fp32"), dgn=dgn))
+    assert bypass.dgn is dgn and bypass.config.refine_depth is False
 
 
 def test_summarize_and_parse_size():
@@ -370,8 +370,19 @@ def test_gopro_without_data_times_at_720p_and_says_what_quality_needs(models):
     assert len(lines) == 1 and "--dataset synth" in lines[0] and "blur,sharp" in lines[0]
     doc = json.loads(
         invoke(
-            "--weights", models["dgn"], "--depth-model", models["depth"], "--dataset", "gopro",
-            "--runs", "1", "--warmup", "0", "--size", "32x32", "--json",
+            "--weights",
+            models["dgn"],
+            "--depth-model",
+            models["depth"],
+            "--dataset",
+            "gopro",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--size",
+            "32x32",
+            "--json",
         ).stdout  # fmt: skip
     )
     assert doc["quality"] is None and any("GOPRO_Large" in n for n in doc["notes"])

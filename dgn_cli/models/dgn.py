@@ -27,22 +27,38 @@ Choices where the paper is silent (all configurable in DGNConfig):
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from dgn_cli.jsonconfig import JsonConfig
 from dgn_cli.models.blocks import ConvAct, ResBlock, SFTLayer, UpConvAct, conv
+from dgn_cli.tensors import centre_frame, centre_index, pad_to_multiple
 
-VARIANTS = ("dgn", "baseline", "concat")
+
+@dataclass(frozen=True)
+class Variant:
+    """How a DGN variant feeds depth to its branches."""
+
+    uses_depth: bool  # has the refinement branch G_D and takes an initial depth
+    depth_by_sft: bool  # depth/image guidance through SFT layers (else concatenated inputs)
+    extra_blocks: bool  # extra bottom blocks (the baseline: size-matched to the DGN)
+
+
+# The paper's DGN, its size-matched no-depth baseline, and the concatenation ablation (Table IX).
+VARIANT_TABLE = {
+    "dgn": Variant(uses_depth=True, depth_by_sft=True, extra_blocks=False),
+    "baseline": Variant(uses_depth=False, depth_by_sft=False, extra_blocks=True),
+    "concat": Variant(uses_depth=True, depth_by_sft=False, extra_blocks=False),
+}
+VARIANTS = tuple(VARIANT_TABLE)
 PAD_MULTIPLE = 4  # two stride-2 stages
 
 
 @dataclass(frozen=True)
-class DGNConfig:
+class DGNConfig(JsonConfig):
     """Architecture of a DGN checkpoint; saved as JSON in every checkpoint's metadata."""
 
     variant: str = "dgn"  # dgn | baseline | concat
@@ -74,14 +90,11 @@ class DGNConfig:
 
     @property
     def uses_depth(self) -> bool:
-        return self.variant != "baseline"
+        return VARIANT_TABLE[self.variant].uses_depth
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> DGNConfig:
-        return cls(**json.loads(text))
+    @property
+    def variant_spec(self) -> Variant:
+        return VARIANT_TABLE[self.variant]
 
 
 class DGNOutput(NamedTuple):
@@ -146,15 +159,14 @@ class DepthRefinement(nn.Module):
 
     def __init__(self, cfg: DGNConfig):
         super().__init__()
-        self.concat = cfg.variant == "concat"
-        in_chs = 1 + (cfg.image_chs if self.concat else 0)
-        guide = None if self.concat else cfg.image_chs
-        self.net = EncoderDecoder(in_chs, 1, cfg, guide_chs=guide)
+        self.sft = cfg.variant_spec.depth_by_sft
+        in_chs = 1 if self.sft else 1 + cfg.image_chs
+        self.net = EncoderDecoder(in_chs, 1, cfg, guide_chs=cfg.image_chs if self.sft else None)
 
     def forward(self, depth: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        if self.concat:
-            return depth + self.net(torch.cat([depth, image], dim=1))
-        return depth + self.net(depth, image)
+        if self.sft:
+            return depth + self.net(depth, image)
+        return depth + self.net(torch.cat([depth, image], dim=1))
 
 
 class Deblur(nn.Module):
@@ -163,43 +175,30 @@ class Deblur(nn.Module):
 
     def __init__(self, cfg: DGNConfig):
         super().__init__()
-        self.variant = cfg.variant
-        self.image_chs = cfg.image_chs
-        self.centre = cfg.frames // 2
-        in_chs = cfg.image_chs * cfg.frames + (1 if cfg.variant == "concat" else 0)
-        guide = 1 if cfg.variant == "dgn" else None
-        extra = cfg.baseline_extra_blocks if cfg.variant == "baseline" else 0
+        spec = cfg.variant_spec
+        self.image_chs, self.frames = cfg.image_chs, cfg.frames
+        self.depth_by_sft = spec.uses_depth and spec.depth_by_sft
+        self.depth_in_input = spec.uses_depth and not spec.depth_by_sft
+        in_chs = cfg.image_chs * cfg.frames + (1 if self.depth_in_input else 0)
+        guide = 1 if self.depth_by_sft else None
+        extra = cfg.baseline_extra_blocks if spec.extra_blocks else 0
         self.net = EncoderDecoder(in_chs, cfg.image_chs, cfg, guide_chs=guide, extra_blocks=extra)
 
     def centre_frame(self, frames: torch.Tensor) -> torch.Tensor:
-        start = self.centre * self.image_chs
-        return frames[:, start : start + self.image_chs]
+        return centre_frame(frames, self.frames, self.image_chs)
 
     def forward(self, frames: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
-        if self.variant == "concat":
-            correction = self.net(torch.cat([frames, depth], dim=1))
-        elif self.variant == "dgn":
-            correction = self.net(frames, depth)
-        else:
-            correction = self.net(frames)
+        x = torch.cat([frames, depth], dim=1) if self.depth_in_input else frames
+        correction = self.net(x, depth if self.depth_by_sft else None)
         return self.centre_frame(frames) + correction
-
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    if not (pad_h or pad_w):
-        return x
-    # Reflection needs the pad to be smaller than the side; tiny inputs fall back to replicate.
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
 class DGN(nn.Module):
     """Depth Guided Network: (blurred frames, initial depth) -> (deblurred image, refined depth).
 
     frames: (B, 3*cfg.frames, H, W) in [-1, 1], any H x W; depth: (B, 1, H, W) in [0, 1]
-    (ignored, and may be None, for the baseline).
+    (ignored, and may be None, for the baseline). `refine=False` bypasses G_D: the depth given
+    is used as D_r (the Table IX rows "reference depth" and "initial depth").
     """
 
     def __init__(self, cfg: DGNConfig | None = None):
@@ -208,16 +207,18 @@ class DGN(nn.Module):
         self.refinement = DepthRefinement(self.config) if self.config.uses_depth else None
         self.deblur = Deblur(self.config)
 
-    def forward(self, frames: torch.Tensor, depth: torch.Tensor | None = None) -> DGNOutput:
+    def forward(
+        self, frames: torch.Tensor, depth: torch.Tensor | None = None, refine: bool = True
+    ) -> DGNOutput:
         h, w = frames.shape[-2:]
-        frames = _pad_to_multiple(frames, PAD_MULTIPLE)
+        frames = pad_to_multiple(frames, PAD_MULTIPLE)
         if self.refinement is None:
             image = self.deblur(frames)
             return DGNOutput(image[..., :h, :w], None)
         if depth is None:
             raise ValueError("this DGN variant needs the initial depth map (B, 1, H, W)")
-        depth = _pad_to_multiple(depth, PAD_MULTIPLE)
-        refined = self.refinement(depth, self.deblur.centre_frame(frames))
+        depth = pad_to_multiple(depth, PAD_MULTIPLE)
+        refined = self.refinement(depth, self.deblur.centre_frame(frames)) if refine else depth
         image = self.deblur(frames, refined)
         return DGNOutput(image[..., :h, :w], refined[..., :h, :w])
 
@@ -252,6 +253,6 @@ def expand_image_state_to_video(state: dict[str, torch.Tensor], frames: int) -> 
     weight = state[key]
     image_chs = weight.shape[1]
     expanded = weight.new_zeros(weight.shape[0], image_chs * frames, *weight.shape[2:])
-    centre = frames // 2
+    centre = centre_index(frames)
     expanded[:, centre * image_chs : (centre + 1) * image_chs] = weight
     return {**state, key: expanded}

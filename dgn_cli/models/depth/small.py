@@ -13,16 +13,18 @@ config, so training crops and inference frames are always seen at the same scale
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dgn_cli.jsonconfig import JsonConfig
+from dgn_cli.tensors import pad_to_multiple, to_signed
+
 
 @dataclass(frozen=True)
-class SmallDepthConfig:
+class SmallDepthConfig(JsonConfig):
     widths: tuple[int, ...] = (16, 32, 64, 128)
     slope: float = 0.2
     input_scale: float = 1.0  # the net runs on the input resized by this factor (0, 1]
@@ -31,13 +33,6 @@ class SmallDepthConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if not 0.0 < float(self.input_scale) <= 1.0:
             raise ValueError(f"input_scale must be in (0, 1], got {self.input_scale}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> SmallDepthConfig:
-        return cls(**json.loads(text))
 
 
 def _double_conv(in_chs: int, out_chs: int, slope: float) -> nn.Sequential:
@@ -79,9 +74,7 @@ class SmallDepthNet(nn.Module):
     def _predict(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
         multiple = 2 ** (len(self.down) - 1)
-        pad_h, pad_w = -h % multiple, -w % multiple
-        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        x = F.pad(image * 2 - 1, (0, pad_w, 0, pad_h), mode=mode)
+        x = pad_to_multiple(to_signed(image), multiple)
         skips = []
         for i, block in enumerate(self.down):
             if i:
