@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dgn_cli import benchmark as bench
-from dgn_cli import benchmark_quality as bq
+from dgn_cli.benchmark import quality as bq
+from dgn_cli.benchmark import speed as bench
 from dgn_cli.checkpoints import save_depth_net, save_dgn
 from dgn_cli.cli import app
 from dgn_cli.engine import Engine, EngineConfig
@@ -389,7 +389,7 @@ def test_gopro_without_data_times_at_720p_and_says_what_quality_needs(models):
 
 
 def test_a_bad_dataset_fails_before_any_timing(models, tmp_path, monkeypatch):
-    from dgn_cli import benchmark as bench
+    from dgn_cli.benchmark import speed as bench
 
     def no_timing(*a, **k):
         raise AssertionError("timing ran before the dataset was checked")

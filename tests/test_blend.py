@@ -172,7 +172,7 @@ def test_cli_image_strength_mask_and_four_panel_compare(tmp_path, tiny_files):
 def test_cli_video_mask_per_frame_and_three_panel_compare(tmp_path, tiny_files):
     from test_cli_video import frames_of, make_clip
 
-    from dgn_cli.video_probe import probe
+    from dgn_cli.video.probe import probe
 
     src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
     out = tmp_path / "out.mp4"

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from dgn_cli.cli import app
 from dgn_cli.commands import image as image_cmd
-from dgn_cli.video import VideoOptions, expected_frames
-from dgn_cli.video_probe import StreamInfo, VideoInfo
+from dgn_cli.video.pipeline import VideoOptions, expected_frames
+from dgn_cli.video.probe import StreamInfo, VideoInfo
 
 REPO = Path(__file__).resolve().parents[1]
 

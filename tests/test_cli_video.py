@@ -20,9 +20,9 @@ from dgn_cli.cli import app
 from dgn_cli.engine import Engine
 from dgn_cli.models import DGN
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
-from dgn_cli.video import work_dir
-from dgn_cli.video_ffmpeg import finished_segments
-from dgn_cli.video_probe import ffmpeg_exe, probe
+from dgn_cli.video.ffmpeg import finished_segments
+from dgn_cli.video.pipeline import work_dir
+from dgn_cli.video.probe import ffmpeg_exe, probe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "video" / "bikes_12f.mp4"
 runner = CliRunner()
@@ -117,7 +117,7 @@ MEM_SCRIPT = """
 import resource, sys, torch
 torch.set_num_threads(1)
 from dgn_cli.engine import Engine, EngineConfig
-from dgn_cli.video import deblur_video, VideoOptions
+from dgn_cli.video.pipeline import deblur_video, VideoOptions
 e = Engine(EngineConfig(weights=sys.argv[3], depth_model=sys.argv[4], device="cpu",
                         precision="fp32", kind="video"))
 deblur_video(e, sys.argv[1], sys.argv[2], VideoOptions(segment_frames=8))
@@ -393,7 +393,7 @@ def test_audio_transcoded_only_when_the_container_refuses_it(models, tmp_path):
 
 
 def test_resume_after_a_crash_while_muxing_only_muxes(models, tmp_path, monkeypatch):
-    import dgn_cli.video as video
+    import dgn_cli.video.pipeline as video
 
     src = make_clip(tmp_path / "clip.mp4", frames=15)
     out = tmp_path / "o.mp4"

@@ -14,10 +14,10 @@ from dgn_cli.data.datasets import (
     PairedFolderDataset,
     SynthDataset,
     make_loader,
-    reflect_index,
 )
 from dgn_cli.data.synth import PhotoBank, write_split
 from dgn_cli.errors import InputError
+from dgn_cli.tensors import reflect_index
 
 
 def _photos(folder, n=3):

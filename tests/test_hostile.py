@@ -219,7 +219,7 @@ def interrupted_run(models, src, out, monkeypatch, at=25):
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "flipped", "no-record"])
 def test_resume_remakes_a_damaged_segment(models, tmp_path, monkeypatch, damage):
-    from dgn_cli.video import work_dir
+    from dgn_cli.video.pipeline import work_dir
 
     src = make_clip(tmp_path / "clip.mp4", frames=36)
     whole = tmp_path / "whole.mp4"
@@ -245,7 +245,7 @@ def test_resume_remakes_a_damaged_segment(models, tmp_path, monkeypatch, damage)
 
 
 def test_a_segment_damaged_after_the_check_never_reaches_the_output(models, tmp_path, monkeypatch):
-    import dgn_cli.video as video
+    import dgn_cli.video.pipeline as video
 
     src = make_clip(tmp_path / "clip.mp4", frames=15, audio=False)
     out = tmp_path / "o.mp4"
@@ -263,7 +263,7 @@ def test_a_segment_damaged_after_the_check_never_reaches_the_output(models, tmp_
 
 
 def test_final_frame_count_is_checked_before_the_rename(models, tmp_path, monkeypatch):
-    import dgn_cli.video as video
+    import dgn_cli.video.pipeline as video
 
     src = make_clip(tmp_path / "clip.mp4", frames=15, audio=False)
     out = tmp_path / "o.mp4"
@@ -275,7 +275,7 @@ def test_final_frame_count_is_checked_before_the_rename(models, tmp_path, monkey
 
 
 def test_symlinked_work_folder_is_refused_and_its_target_untouched(models, tmp_path):
-    from dgn_cli.video import work_dir
+    from dgn_cli.video.pipeline import work_dir
 
     src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
     victim = tmp_path / "victim"
@@ -294,7 +294,7 @@ def test_symlinked_work_folder_is_refused_and_its_target_untouched(models, tmp_p
 
 def test_failed_run_deletes_only_what_it_created(models, tmp_path, monkeypatch):
     from dgn_cli.engine import Engine
-    from dgn_cli.video import work_dir
+    from dgn_cli.video.pipeline import work_dir
 
     src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
     out = tmp_path / "o.mp4"
@@ -319,7 +319,8 @@ def test_a_second_process_writing_the_same_output_is_refused(models, tmp_path):
     out = tmp_path / "o.mp4"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from dgn_cli.video import WorkLock; WorkLock(Path(sys.argv[1])); print('locked', "
+         "from dgn_cli.video.pipeline import WorkLock; WorkLock(Path(sys.argv[1])); "
+         "print('locked', "
          "flush=True); time.sleep(60)", str(out)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -344,7 +345,7 @@ def test_concat_protocol_file_name_is_read_as_a_file(models, tmp_path, monkeypat
 
 
 def test_output_under_a_file_and_ffmpeg_disk_errors_are_one_line(models, tmp_path):
-    from dgn_cli.video_ffmpeg import disk_error
+    from dgn_cli.video.ffmpeg import disk_error
 
     src = make_clip(tmp_path / "clip.mp4", frames=6, audio=False)
     (tmp_path / "afile").write_text("")
@@ -522,8 +523,8 @@ def test_export_dir_with_a_broken_manifest_is_refused_up_front(tmp_path, monkeyp
 def test_probe_and_scan_have_a_time_limit(tmp_path, monkeypatch):
     import subprocess
 
-    from dgn_cli import video_probe
     from dgn_cli.errors import InputError
+    from dgn_cli.video import probe as video_probe
 
     src = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
     info = video_probe.probe(src)

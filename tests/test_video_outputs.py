@@ -13,11 +13,12 @@ import pytest
 from PIL import Image
 from test_cli_video import frames_of, leftovers, make_clip, run, summary
 
-from dgn_cli import checkpoints, video
+from dgn_cli import checkpoints
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
-from dgn_cli.video_codecs import choose_encoding
-from dgn_cli.video_probe import ffmpeg_exe, probe
+from dgn_cli.video.codecs import choose_encoding
+from dgn_cli.video.pipeline import pipeline as video
+from dgn_cli.video.probe import ffmpeg_exe, probe
 
 
 @pytest.fixture(scope="module")

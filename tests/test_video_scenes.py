@@ -15,9 +15,9 @@ from dgn_cli import checkpoints
 from dgn_cli.cli import app
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
-from dgn_cli.video_probe import ffmpeg_exe
-from dgn_cli.video_scenes import DEFAULT_SCENE_THRESHOLD, SceneDetector, distance, signature
-from dgn_cli.video_window import SlidingWindow, window_indices
+from dgn_cli.video.probe import ffmpeg_exe
+from dgn_cli.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneDetector, distance, signature
+from dgn_cli.video.window import SlidingWindow, window_indices
 
 runner = CliRunner()
 W, H = 64, 48

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from dgn_cli.errors import InputError
-from dgn_cli.video_ffmpeg import EncodeSettings, FrameTimes, mux_plans, write_concat_list
-from dgn_cli.video_probe import parse_report
-from dgn_cli.video_window import SlidingWindow, reflect, window_indices
+from dgn_cli.tensors import reflect_index as reflect
+from dgn_cli.video.ffmpeg import EncodeSettings, FrameTimes, mux_plans, write_concat_list
+from dgn_cli.video.probe import parse_report
+from dgn_cli.video.window import SlidingWindow, window_indices
 
 
 def test_reflection_at_both_ends():

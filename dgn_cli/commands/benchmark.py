@@ -8,8 +8,8 @@ depth ablation (Table IX).
     dgn benchmark --markdown >> BENCHMARKS.md
 
 Human output (rich tables) goes to stderr; --json writes one JSON document and --markdown
-Markdown tables to stdout. Definitions: dgn_cli/benchmark.py (timing, memory, GMACs) and
-dgn_cli/benchmark_quality.py (metrics, ablation rows, depth thirds).
+Markdown tables to stdout. Definitions: dgn_cli/benchmark/speed.py (timing, memory, GMACs) and
+dgn_cli/benchmark/quality.py (metrics, ablation rows, depth thirds).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dgn_cli import benchmark as bench
-from dgn_cli import benchmark_quality as bq
-from dgn_cli import benchmark_report as report_fmt
+from dgn_cli.benchmark import quality as bq
+from dgn_cli.benchmark import report as report_fmt
+from dgn_cli.benchmark import speed as bench
 from dgn_cli.commands.common import (
     DepthModelOpt,
     DeviceOpt,

@@ -4,8 +4,8 @@
     dgn deblur-video clip.mov -o sharp.mov --start 1:05 --duration 10 --compare --save-depth d.mp4
     dgn deblur-video long.mp4 -o sharp.mp4 --resume        # after Ctrl-C or a crash
 
-The library (dgn_cli.video) does the work and reports progress through a callback; this module
-parses options, shows the progress bar (frames, frames/s, ETA) and prints the summary.
+The library (dgn_cli.video.pipeline) does the work and reports progress through a callback;
+this module parses options, shows the progress bar (frames, frames/s, ETA) and prints the summary.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ from dgn_cli.commands.image import (
 )
 from dgn_cli.engine import DEFAULT_OVERLAP, Engine
 from dgn_cli.shard import parse_shard
-from dgn_cli.video import (
+from dgn_cli.video.codecs import CONTAINERS, choose_encoding
+from dgn_cli.video.ffmpeg import finished_segments
+from dgn_cli.video.pipeline import (
     DEFAULT_SEGMENT_FRAMES,
     VideoOptions,
     deblur_video,
@@ -72,9 +74,7 @@ from dgn_cli.video import (
     prepare_outputs,
     work_dir,
 )
-from dgn_cli.video_codecs import CONTAINERS, choose_encoding
-from dgn_cli.video_ffmpeg import finished_segments
-from dgn_cli.video_scenes import DEFAULT_SCENE_THRESHOLD
+from dgn_cli.video.scenes import DEFAULT_SCENE_THRESHOLD
 
 
 class VideoModel(StrEnum):

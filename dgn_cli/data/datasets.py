@@ -47,6 +47,7 @@ from dgn_cli.data.synth import (
     sample_seed,
 )
 from dgn_cli.errors import InputError
+from dgn_cli.tensors import reflect_index
 
 
 def _check_frames(frames: int) -> None:
@@ -143,15 +144,6 @@ def rendered_noise(root: Path, split: str) -> float:
         return float(json.loads(meta.read_text())["config"]["noise_sigma"])
     except (ValueError, KeyError, TypeError):
         return 0.0
-
-
-def reflect_index(i: int, n: int) -> int:
-    """Index i reflected into [0, n) without repeating the edge (-1 -> 1, n -> n - 2)."""
-    if n == 1:
-        return 0
-    period = 2 * (n - 1)
-    i = i % period
-    return i if i < n else period - i
 
 
 class PairedFolderDataset(Dataset):

@@ -3,7 +3,7 @@ rich tables by the CLI. Pure functions of the report dict (the --json document).
 
 from __future__ import annotations
 
-from dgn_cli.benchmark import COMPONENTS
+from dgn_cli.benchmark.speed import COMPONENTS
 
 COMPONENT_LABELS = {
     "depth_estimator": "depth estimator",

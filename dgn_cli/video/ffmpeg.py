@@ -1,6 +1,6 @@
 """ffmpeg processes for the video pipeline: a streaming decoder, segment encoders, the final mux.
 
-All run the bundled ffmpeg (`video_probe.ffmpeg_exe()`) with argument lists (never a shell),
+All run the bundled ffmpeg (`video.probe.ffmpeg_exe()`) with argument lists (never a shell),
 `-nostdin`, and their own session so that Ctrl-C reaches only Python, which then stops them
 cleanly. Their stderr goes to a file (a pipe nobody reads could fill up and hang ffmpeg).
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import describe_os_error, replace_durably, write_text_atomic
-from dgn_cli.video_probe import VideoInfo, ff_path, ffmpeg_exe
+from dgn_cli.video.probe import VideoInfo, ff_path, ffmpeg_exe
 
 _END = object()
 
@@ -254,7 +254,7 @@ class EncodeSettings:
 @dataclass
 class FrameTimes:
     """Presentation times of a variable-frame-rate source, in ticks of `tb` seconds, relative to
-    the first frame processed (from `video_probe.scan`); frames past the list (should the
+    the first frame processed (from `video.probe.scan`); frames past the list (should the
     decoder return more than the container listed) continue at `step` ticks apart."""
 
     tb: Fraction

@@ -10,7 +10,7 @@ as they can and then clamp (a one-frame clip gives five copies of it).
 `SlidingWindow` holds at most 2r + 1 items whatever the stream's length: push frames in order
 and it hands back each centre index as soon as its window is complete.
 
-Scene cuts: `push(item, cut=True)` says the frame starts a new shot (video_scenes). Each shot
+Scene cuts: `push(item, cut=True)` says the frame starts a new shot (video.scenes). Each shot
 is then its own sequence: the window of a frame is reflected about the ends of its shot
 exactly as about the ends of the clip, so no window mixes frames of two shots, and every frame
 of a shot is restored from the same frames as if that shot were a clip of its own.
@@ -21,24 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-
-def reflect(i: int, n: int) -> int:
-    """Index i (maybe outside [0, n)) reflected into [0, n) about the end frames."""
-    if n <= 1:
-        return 0
-    for _ in range(4):  # a few bounces cover any window on a short clip
-        if i < 0:
-            i = -i
-        elif i >= n:
-            i = 2 * (n - 1) - i
-        else:
-            return i
-    return min(max(i, 0), n - 1)
+from dgn_cli.tensors import reflect_index
 
 
 def window_indices(t: int, n: int, radius: int) -> list[int]:
     """The source frames restoring frame t of n, in time order (t-r .. t+r, reflected)."""
-    return [reflect(t + k, n) for k in range(-radius, radius + 1)]
+    return [reflect_index(t + k, n) for k in range(-radius, radius + 1)]
 
 
 class SlidingWindow:

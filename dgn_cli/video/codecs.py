@@ -27,8 +27,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from dgn_cli.errors import OutputError
-from dgn_cli.video_ffmpeg import EncodeSettings, _tail
-from dgn_cli.video_probe import ffmpeg_exe
+from dgn_cli.video.ffmpeg import EncodeSettings, _tail
+from dgn_cli.video.probe import ffmpeg_exe
 
 CONTAINERS = {
     ".mp4": "MP4",

@@ -8,14 +8,14 @@ Pipeline (three threads, bounded queues, so memory holds a few frames whatever t
     ffmpeg decoder -> [queue] -> model (this thread) -> [queue] -> encoder thread -> ffmpeg
 
 - Decoding: every frame is passed through (no drop/duplicate), as 8-bit RGB, or 16-bit RGB for
-  sources with more than 8 bits (see video_ffmpeg.FrameDecoder).
-- The window (video_window): frame t is restored from t-2 .. t+2 stacked in time order
+  sources with more than 8 bits (see video.ffmpeg.FrameDecoder).
+- The window (video.window): frame t is restored from t-2 .. t+2 stacked in time order
   (15 channels), reflected at the ends (t = 0 sees 2, 1, 0, 1, 2). The initial depth of each
   frame is estimated once, on the whole frame, when it becomes the centre, and the DGN
   refines it; frames are converted to tensors once and reused while they are in the window.
   With an image DGN (frames == 1, `--model image`) the window is the frame itself. Large
   frames are tiled by the engine exactly like images.
-- Scene cuts (video_scenes): each decoded frame gets a cheap signature in the decoder thread;
+- Scene cuts (video.scenes): each decoded frame gets a cheap signature in the decoder thread;
   a frame far from its predecessor (adaptive threshold, `scene_threshold`, 0 = off) starts a
   new shot, and the window is reflected inside each shot as at the clip's ends, so no frame
   is restored with frames of another shot. The cuts are listed in the result.
@@ -70,8 +70,8 @@ from dgn_cli.engine import Engine
 from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path, write_error, write_text_atomic
 from dgn_cli.shard import segment_in_shard
-from dgn_cli.video_codecs import check_encoding, choose_encoding
-from dgn_cli.video_ffmpeg import (
+from dgn_cli.video.codecs import check_encoding, choose_encoding
+from dgn_cli.video.ffmpeg import (
     SEGMENT,
     EncodeSettings,
     FrameDecoder,
@@ -82,9 +82,9 @@ from dgn_cli.video_ffmpeg import (
     valid_segments,
     write_concat_list,
 )
-from dgn_cli.video_probe import VideoInfo, count_frames, probe, scan
-from dgn_cli.video_scenes import DEFAULT_SCENE_THRESHOLD, SceneDetector, signature
-from dgn_cli.video_window import SlidingWindow
+from dgn_cli.video.probe import VideoInfo, count_frames, probe, scan
+from dgn_cli.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneDetector, signature
+from dgn_cli.video.window import SlidingWindow
 
 Progress = Callable[[int, int | None], None]
 MANIFEST_VERSION = 1
@@ -97,7 +97,7 @@ MASK_RADIUS = 2  # the depth mask is steadied over frames t-2 .. t+2 (blend.temp
 class VideoOptions:
     """What to write besides the engine's settings (CLI: `dgn deblur-video --help`)."""
 
-    encode: EncodeSettings | None = None  # None: the output container's codec (video_codecs)
+    encode: EncodeSettings | None = None  # None: the output container's codec (video.codecs)
     start: float | None = None  # seconds into the input
     duration: float | None = None  # seconds from start
     compare: Path | None = None  # side-by-side input | output video
@@ -143,11 +143,11 @@ class _Frame:
     x: torch.Tensor  # (1, 3, H, W) float32 [0, 1]
     raw: np.ndarray | None  # (H, W, 3) as decoded, kept only for --compare
     depth: torch.Tensor | None = None  # initial depth, computed once when needed
-    sig: tuple | None = None  # scene signature (video_scenes), dropped once compared
+    sig: tuple | None = None  # scene signature (video.scenes), dropped once compared
 
 
 def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str]]:
-    """Probe and scan `src` (video_probe) before any model work: InputError for a file that is
+    """Probe and scan `src` (video.probe) before any model work: InputError for a file that is
     not a video, has no video stream, or is truncated/damaged; with `opts.duration` set a
     damaged file is accepted (with a note), so the good part of it can be saved."""
     info = probe(src)
@@ -176,7 +176,7 @@ def prepare_outputs(
 ) -> VideoOptions:
     """Check every output before any frame is decoded: paths (not the input, not existing
     unless overwrite, not a folder), containers, and the encoding options against the codec
-    (a two-frame trial encode, video_codecs). Returns `opts` with the encoding settled (the
+    (a two-frame trial encode, video.codecs). Returns `opts` with the encoding settled (the
     container's codec when none was given, the source's colour matrix); odd sizes in 4:2:0
     are noted (the edge is repeated to the next even size)."""
     extra = {"compare": opts.compare, "depth": opts.depth}
