@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from dgn_cli import blend
-from dgn_cli.engine import DEFAULT_OVERLAP, Engine, EngineConfig, Progress
+from dgn_cli.engine import DEFAULT_OVERLAP, EngineConfig, Progress, build_engine
 from dgn_cli.io import from_tensor, to_tensor
 
 
@@ -44,7 +44,7 @@ class Deblurrer:
         tile_overlap: int = DEFAULT_OVERLAP,
         seed: int = 0,
     ):
-        self.engine = Engine(
+        self.engine = build_engine(
             EngineConfig(
                 weights=weights,
                 depth_model=depth_model,

@@ -1,7 +1,8 @@
 """The one inference engine every command uses (image, video, depth, benchmark).
 
     cfg = EngineConfig(weights="dgn-image", device="auto", precision="auto")
-    engine = Engine(cfg)                       # loads the DGN and the depth estimator once
+    engine = build_engine(cfg)                 # loads the DGN and the depth estimator once;
+                                               # build_engine(cfg, "onnxruntime"): ONNX graphs
     depth = engine.estimate_depth(image)       # (1,3,H,W) [0,1] -> (1,1,H,W) [0,1]
     sharp, refined = engine.restore(frames, depth, progress=cb)   # frames (1,3F,H,W) [0,1]
     sharp, depth, refined = engine.deblur(image)   # estimate_depth + restore (image model)
@@ -71,6 +72,7 @@ output 3, refined depth 1) = 32 bytes per pixel, plus the tile's activations
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -78,7 +80,7 @@ import torch
 import torch.nn.functional as F
 
 from dgn_cli import blend, checkpoints, devices, tiling
-from dgn_cli.errors import DeviceError, DgnError
+from dgn_cli.errors import DeviceError, DgnError, InputError
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
 from dgn_cli.models.dgn import randomize_outputs
@@ -178,6 +180,35 @@ def _random_models(cfg: EngineConfig) -> tuple[DGN, DepthEstimator]:
         dgn = randomize_outputs(DGN(DGNConfig(frames=frames)))
         depth = DepthEstimator(SmallDepthNet(SmallDepthConfig()), "small", name=RANDOM)
     return dgn, depth
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def build_engine(cfg: EngineConfig, backend: str = "torch") -> Engine:
+    """The one way commands, the Python API and the benchmark build an engine from a config
+    (variants through `dataclasses.replace(cfg, ...)`). backend "onnxruntime": cfg.weights is
+    a graph made by `dgn export` (float32), run by onnxruntime; tiling, depth and masks work
+    as with torch."""
+    backend = str(backend)
+    if backend == "torch":
+        return Engine(cfg)
+    if backend != "onnxruntime":
+        raise DgnError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    from dgn_cli import onnx_export  # onnxruntime is optional: imported only when asked for
+
+    if cfg.weights is None or not str(cfg.weights).endswith(".onnx"):
+        raise InputError(
+            "--backend onnxruntime runs a graph made by `dgn export`: give --weights FILE.onnx"
+        )
+    cfg = dataclasses.replace(cfg, precision="fp32")  # autocast does not reach onnxruntime
+    device = devices.resolve_device(cfg.device)
+    dgn, depth = onnx_export.load_onnx(cfg.weights, device)
+    if cfg.kind == "image" and dgn.config.frames != 1:
+        raise InputError(f"{cfg.weights} is a video model; use dgn deblur-video")
+    if cfg.depth_model is not None or (depth is None and dgn.config.uses_depth):
+        depth = load_depth(cfg.depth_model or DEFAULT_DEPTH, device)
+    return Engine(cfg, dgn=dgn, depth_estimator=depth)
 
 
 def load_models(
@@ -449,7 +480,9 @@ class Engine:
 
     def _forward(self, x, d, dtype):
         with torch.inference_mode(), devices.autocast(self.device, dtype):
-            return self.dgn(x, d, refine=self.config.refine_depth)
+            if self.config.refine_depth:  # (ONNX graphs take no `refine`; they always refine)
+                return self.dgn(x, d)
+            return self.dgn(x, d, refine=False)
 
     def deblur(
         self, image: torch.Tensor, progress: Progress | None = None

@@ -499,3 +499,8 @@ def output_paths(
         name = rel.stem + stem_suffix + (ext or rel.suffix.lower())
         paths.append(out / rel.parent / name)
     return paths
+
+
+def write_depth16(path: Path, depth) -> None:
+    """(1, 1, H, W) tensor in [0, 1] -> 16-bit grayscale PNG (0 = far, 65535 = nearest)."""
+    write_image(path, from_tensor(depth, np.uint16, gray=True))

@@ -41,7 +41,8 @@ from torch import nn
 from dgn_cli.errors import CheckpointError, DgnError
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
-from dgn_cli.models.dgn import PAD_MULTIPLE, DGNOutput, _pad_to_multiple
+from dgn_cli.models.dgn import PAD_MULTIPLE, DGNOutput
+from dgn_cli.tensors import pad_to_multiple
 
 DEFAULT_OPSET = 17
 TRACE_SIDE = 64  # the example input's side (a multiple of every pad multiple)
@@ -227,9 +228,9 @@ class OnnxDGN(nn.Module):
 
     def forward(self, frames: torch.Tensor, depth: torch.Tensor | None = None) -> DGNOutput:
         h, w = frames.shape[-2:]
-        feed = {"frames": _np(_pad_to_multiple(frames, PAD_MULTIPLE))}
+        feed = {"frames": _np(pad_to_multiple(frames, PAD_MULTIPLE))}
         if self.config.uses_depth:
-            feed["depth"] = _np(_pad_to_multiple(depth, PAD_MULTIPLE))
+            feed["depth"] = _np(pad_to_multiple(depth, PAD_MULTIPLE))
         outs = self.session.run(None, feed)
         image = torch.from_numpy(outs[0])[..., :h, :w].to(frames.device)
         refined = None
@@ -259,10 +260,7 @@ class OnnxDepthNet(nn.Module):
             size = (max(1, round(h * s)), max(1, round(w * s)))
             x = F.interpolate(image, size=size, mode="area")
         sh, sw = x.shape[-2:]
-        pad_h, pad_w = -sh % self.multiple, -sw % self.multiple
-        mode = "reflect" if pad_h < sh and pad_w < sw else "replicate"
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        x = pad_to_multiple(x, self.multiple)
         out = self.session.run(None, {"image": _np(x)})[0]
         depth = torch.from_numpy(out)[..., :sh, :sw].to(image.device)
         if s != 1.0:

@@ -14,6 +14,7 @@ from dgn_cli.benchmark import quality as bq
 from dgn_cli.benchmark import speed as bench
 from dgn_cli.checkpoints import save_depth_net, save_dgn
 from dgn_cli.cli import app
+from dgn_cli.commands.common import parse_size
 from dgn_cli.engine import Engine, EngineConfig
 from dgn_cli.models import DGN, parameter_counts
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
@@ -176,9 +177,9 @@ def test_refine_false_is_the_deblurring_branch_on_the_given_depth(tiny_config):
 def test_summarize_and_parse_size():
     s = bench.summarize([10.0, 20.0, 30.0, 40.0, 50.0])
     assert s["median"] == 30.0 and s["p90"] == pytest.approx(46.0) and s["min"] == 10.0
-    assert bench.parse_size("1280x720") == (1280, 720)
+    assert parse_size("1280x720") == (1280, 720)
     with pytest.raises(Exception, match="WIDTHxHEIGHT"):
-        bench.parse_size("720p")
+        parse_size("720p")
 
 
 # --------------------------------------------------------------------------- CLI: sizes, timing

@@ -14,7 +14,7 @@ from test_cli_image import rgb, run, save_tiny
 from typer.testing import CliRunner
 
 from dgn_cli.cli import app
-from dgn_cli.commands import image as image_cmd
+from dgn_cli.commands.progress import BatchProgress
 from dgn_cli.video.pipeline import VideoOptions, expected_frames
 from dgn_cli.video.probe import StreamInfo, VideoInfo
 
@@ -49,12 +49,12 @@ def test_weights_list_in_the_runner_goes_to_stdout():
 
 
 def test_batch_bar_has_an_eta_and_tiles_report_progress(tmp_path, monkeypatch):
-    bar = image_cmd.BatchProgress(3, enabled=True)
+    bar = BatchProgress(3, quiet=False)
     assert any(isinstance(c, TimeRemainingColumn) for c in bar.progress.columns)
     calls = []
-    original = image_cmd.BatchProgress.on_tile
+    original = BatchProgress.on_tile
     monkeypatch.setattr(
-        image_cmd.BatchProgress,
+        BatchProgress,
         "on_tile",
         lambda s, d, t: (calls.append((d, t)), original(s, d, t)),
     )

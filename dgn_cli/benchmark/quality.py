@@ -44,7 +44,7 @@ import torch
 from dgn_cli import metrics
 from dgn_cli.data.datasets import PairedFolderDataset
 from dgn_cli.data.gopro import discover
-from dgn_cli.engine import Engine, EngineConfig
+from dgn_cli.engine import Engine, build_engine
 from dgn_cli.errors import CheckpointError, DgnError, InputError
 
 ROW_BLURRY = "blurry input"
@@ -121,16 +121,10 @@ def bypass_engine(engine: Engine) -> Engine:
 
 def baseline_engine(engine: Engine, weights: str, frames: int) -> tuple[Engine | None, str | None]:
     """(engine, None) for the no-depth baseline checkpoint `weights`, or (None, why not)."""
-    cfg = EngineConfig(
-        weights=weights,
-        device=engine.config.device,
-        precision=engine.config.precision,
-        tile=engine.config.tile,
-        tile_overlap=engine.config.tile_overlap,
-        depth_max_side=engine.config.depth_max_side,
-    )
+    # Same device, precision and tiling; the baseline needs no depth model.
+    cfg = dataclasses.replace(engine.config, weights=weights, depth_model=None, refine_depth=True)
     try:
-        base = Engine(cfg)
+        base = build_engine(cfg)
     except CheckpointError as e:
         return None, f"baseline checkpoint not available ({e}); pass one with --baseline-weights"
     if base.dgn.config.uses_depth:

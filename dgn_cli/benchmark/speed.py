@@ -78,17 +78,6 @@ class TimingConfig:
             raise DgnError(f"--size {self.width}x{self.height}: each side must be at least 16")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'1280x720' -> (1280, 720); anything else is a DgnError naming the expected form."""
-    try:
-        w, h = (int(v) for v in str(text).lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise DgnError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
-    if w < 16 or h < 16:
-        raise DgnError(f"--size {text!r}: width and height must be at least 16")
-    return w, h
-
-
 # ------------------------------------------------------------------------------- sizes
 def _count(module: nn.Module | None) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0

@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dgn_cli.commands.common import JsonOpt, QuietOpt, cli_errors, err_console, fail, print_json
+from dgn_cli.commands.common import (
+    JsonOpt,
+    QuietOpt,
+    cli_errors,
+    err_console,
+    fail,
+    parse_size,
+    print_json,
+)
+from dgn_cli.commands.progress import progress_bar
 
 data_app = typer.Typer(
     help="Collect photos and render depth-aware synthetic blur.", no_args_is_help=True
@@ -20,23 +28,6 @@ data_app = typer.Typer(
 class Split(StrEnum):
     train = "train"
     test = "test"
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
-    if w < 16 or h < 16:
-        raise typer.BadParameter(f"{text!r}: width and height must be at least 16")
-    return w, h
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=err_console, disable=quiet, transient=True,
-    )  # fmt: skip
 
 
 @data_app.command("photos")
@@ -155,12 +146,14 @@ def synth(
 
     cfg = camera_config(camera)
     defaults = SPLIT_DEFAULTS[split.value]
-    width, height = _parse_size(size) if size else (defaults["width"], defaults["height"])
+    width, height = (
+        parse_size(size, minimum=16) if size else (defaults["width"], defaults["height"])
+    )
     count = count if count is not None else defaults["count"]
     seed = seed if seed is not None else defaults["seed"]
     bank = PhotoBank(photos_dir)
     start = time.perf_counter()
-    with _progress(quiet or json_out) as prog:
+    with progress_bar(quiet=quiet or json_out, elapsed=False) as prog:
         task = prog.add_task(f"rendering {split.value} {width}x{height}", total=count)
         result = write_split(
             out, bank, split.value, count, width, height, seed, frames,

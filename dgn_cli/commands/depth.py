@@ -21,35 +21,23 @@ from typing import Annotated, Any
 import typer
 
 from dgn_cli import io
+from dgn_cli.batch import BatchListener, Job, plan_batch, run_batch
 from dgn_cli.commands.common import (
-    DepthModelOpt,
-    DeviceOpt,
+    EngineOptions,
+    InputsArg,
     JsonOpt,
+    MaxPixelsOpt,
     OutputOpt,
     OverwriteOpt,
-    Precision,
-    PrecisionOpt,
     QuietOpt,
-    WeightsOpt,
     cli_errors,
-)
-from dgn_cli.commands.image import (
-    COLORMAPS,
-    BatchProgress,
-    InputsArg,
-    Job,
-    MaxPixelsOpt,
-    TileOpt,
-    TileOverlapOpt,
-    build_engine,
-    colorize,
+    engine_options,
     finish,
-    plan_batch,
-    run_batch,
-    write_depth16,
+    open_engine,
 )
-from dgn_cli.engine import DEFAULT_OVERLAP
+from dgn_cli.commands.progress import BatchProgress
 from dgn_cli.errors import DgnError
+from dgn_cli.visualize import COLORMAPS, colorize
 
 Colormap = StrEnum("Colormap", {n: n for n in ["none", "gray", *sorted(COLORMAPS)]})
 
@@ -62,6 +50,7 @@ class DepthFormat(StrEnum):
 def register(app: typer.Typer) -> None:
     @app.command("depth")
     @cli_errors
+    @engine_options
     def depth(
         inputs: InputsArg,
         output: OutputOpt,
@@ -72,12 +61,7 @@ def register(app: typer.Typer) -> None:
             Colormap,
             typer.Option("--colormap", help="colormap of the <name>.color.png ('none': skip it)"),
         ] = Colormap["turbo"],
-        weights: WeightsOpt = None,
-        depth_model: DepthModelOpt = None,
-        device: DeviceOpt = "auto",
-        precision: PrecisionOpt = Precision.auto,
-        tile: TileOpt = None,
-        tile_overlap: TileOverlapOpt = DEFAULT_OVERLAP,
+        engine_opts: EngineOptions = None,  # --weights, --device, --tile, ... (common.py)
         fmt: Annotated[
             DepthFormat | None,
             typer.Option("--format", help="raw map format: png (default) or tiff, 16-bit"),
@@ -98,16 +82,7 @@ def register(app: typer.Typer) -> None:
                     f"{output.name}: the raw depth map is 16-bit; name it .png or .tiff"
                 )
         batch = plan_batch(inputs, output, ext=ext)
-        engine = build_engine(
-            weights=weights,
-            depth_model=depth_model,
-            device=device,
-            precision=precision,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            quiet=quiet,
-            load_dgn=refined,
-        )
+        engine = open_engine(engine_opts.config(load_dgn=refined), quiet=quiet)
         if refined and not engine.dgn.config.uses_depth:
             raise DgnError(
                 f"--refined: the checkpoint {engine.config.weights!r} is the no-depth baseline; "
@@ -118,14 +93,14 @@ def register(app: typer.Typer) -> None:
         def extras(dst: Path) -> list[Path]:
             return [] if cmap == "none" else [dst.with_name(dst.stem + ".color.png")]
 
-        def process(job: Job, prog: BatchProgress) -> dict[str, Any]:
+        def process(job: Job, prog: BatchListener) -> dict[str, Any]:
             x = io.to_tensor(io.read_image(job.src, max_pixels=max_pixels).rgb)
             d = engine.estimate_depth(x)
             if refined:
                 _, d = engine.restore(x, d, progress=prog.on_tile)
             del x
             if job.wants(job.dst):
-                write_depth16(job.dst, d)
+                io.write_depth16(job.dst, d)
             result: dict[str, Any] = {
                 "width": d.shape[-1],
                 "height": d.shape[-2],
@@ -141,5 +116,6 @@ def register(app: typer.Typer) -> None:
                 result["color"] = str(color)
             return result
 
-        records = run_batch(batch, process, overwrite=overwrite, quiet=quiet, extra_outputs=extras)
+        with BatchProgress(len(batch.jobs), quiet) as prog:
+            records = run_batch(batch, process, prog, overwrite=overwrite, extra_outputs=extras)
         finish("depth", engine, batch, records, as_json, quiet)

@@ -20,47 +20,33 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from dgn_cli.commands.common import (
-    DepthModelOpt,
-    DeviceOpt,
-    JsonOpt,
-    OverwriteOpt,
-    Precision,
-    PrecisionOpt,
-    QuietOpt,
-    WeightsOpt,
-    cli_errors,
-    err_console,
-    fail,
-    print_json,
-)
-from dgn_cli.commands.image import (
     Backend,
     BackendOpt,
+    EngineOptions,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    cli_errors,
+    engine_options,
+    err_console,
+    fail,
+    open_engine,
+    print_json,
+    run_on_local_gpus,
+)
+from dgn_cli.commands.deblur_options import (
     FeatherOpt,
     KeepBackgroundOpt,
     KeepForegroundOpt,
     ShardOpt,
     StrengthOpt,
     ThresholdOpt,
-    TileOpt,
-    TileOverlapOpt,
-    build_engine,
     make_control,
-    run_on_local_gpus,
 )
-from dgn_cli.engine import DEFAULT_OVERLAP, Engine
+from dgn_cli.commands.progress import progress_bar
+from dgn_cli.engine import Engine
 from dgn_cli.shard import parse_shard
 from dgn_cli.video.codecs import CONTAINERS, choose_encoding
 from dgn_cli.video.ffmpeg import finished_segments
@@ -98,41 +84,8 @@ def parse_time(text: str | None, option: str) -> float | None:
     return seconds
 
 
-class _FpsColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:5.1f} fps" if speed else "  ... fps", style="cyan")
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _FpsColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=quiet,
-    )
-
-
-def _engine(
-    model: VideoModel, weights, depth_model, device, precision, tile, overlap, quiet, backend
-):
-    engine = build_engine(
-        weights=weights,
-        depth_model=depth_model,
-        device=device,
-        precision=precision,
-        tile=tile,
-        tile_overlap=overlap,
-        quiet=quiet,
-        kind=model.value,
-        backend=backend,
-    )
+def _engine(model: VideoModel, opts: EngineOptions, quiet: bool, backend: Backend):
+    engine = open_engine(opts.config(kind=model.value), quiet=quiet, backend=backend)
     if model is VideoModel.video and engine.dgn.config.frames == 1 and not quiet:
         name = engine.config.weights
         err_console.print(f"[yellow]note[/] {name} is an image model: one frame at a time")
@@ -158,6 +111,7 @@ def _output_path(src: Path, output: str | None) -> Path:
 def register(app: typer.Typer) -> None:
     @app.command("deblur-video")
     @cli_errors
+    @engine_options
     def deblur_video_cmd(
         input: Annotated[Path, typer.Argument(help="the video to deblur", show_default=False)],
         output: Annotated[
@@ -175,12 +129,7 @@ def register(app: typer.Typer) -> None:
                 "--model", help="video: frames t-2..t+2 restore frame t; image: frame by frame"
             ),
         ] = VideoModel.video,
-        weights: WeightsOpt = None,
-        depth_model: DepthModelOpt = None,
-        device: DeviceOpt = "auto",
-        precision: PrecisionOpt = Precision.auto,
-        tile: TileOpt = None,
-        tile_overlap: TileOverlapOpt = DEFAULT_OVERLAP,
+        engine_opts: EngineOptions = None,  # --weights, --device, --tile, ... (common.py)
         codec: Annotated[
             str | None,
             typer.Option(
@@ -273,7 +222,7 @@ def register(app: typer.Typer) -> None:
         if merge and part is not None:
             raise typer.BadParameter("--merge joins all shards; drop --shard", param_hint="--merge")
         if not merge:
-            run_on_local_gpus(device, part)  # --device cuda:all: one worker per GPU, then exit
+            run_on_local_gpus(engine_opts.device, part)  # --device cuda:all: a worker per GPU
         output = _output_path(input, output)
         opts = VideoOptions(
             control=control,
@@ -298,11 +247,9 @@ def register(app: typer.Typer) -> None:
             return
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
         prepare_outputs(input, output, opts, info, [])  # so does a bad output or option
-        engine: Engine = _engine(
-            model, weights, depth_model, device, precision, tile, tile_overlap, quiet, backend
-        )
-        with _progress(quiet) as bar:
-            task = bar.add_task(input.name, total=expected_frames(info, opts))
+        engine: Engine = _engine(model, engine_opts, quiet, backend)
+        with progress_bar(quiet=quiet, fps=True) as bar:
+            task = bar.add_task(f"[bold]{escape(input.name)}", total=expected_frames(info, opts))
 
             def on_frame(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=max(total or 0, done) or None)
