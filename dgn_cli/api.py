@@ -25,8 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from dgn_cli import blend
-from dgn_cli.engine import DEFAULT_OVERLAP, EngineConfig, Progress, build_engine
+from dgn_cli.engine import DEFAULT_OVERLAP, EngineConfig, build_engine
 from dgn_cli.io import from_tensor, to_tensor
+from dgn_cli.progress import Progress
 
 
 class Deblurrer:

@@ -40,13 +40,8 @@ from torch import nn
 
 from dgn_cli.errors import CheckpointError
 from dgn_cli.fsutil import atomic_path
-from dgn_cli.models.depth import (
-    DepthAnythingV2Small,
-    DepthEstimator,
-    MegaDepthHourglass,
-    SmallDepthConfig,
-    SmallDepthNet,
-)
+from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
+from dgn_cli.models.depth.estimator import DEPTH_ARCHITECTURES, detect_architecture
 from dgn_cli.models.dgn import DGN, DGNConfig
 from dgn_cli.registry import Entry, add_manifest_entry, get_entry, load_manifest, local_dirs
 
@@ -608,25 +603,6 @@ def save_depth_net(
 
 
 # architecture name (manifest) -> (constructor, DepthEstimator adapter kind)
-_DEPTH_ARCHS = {
-    "DepthAnythingV2Small": (DepthAnythingV2Small, "depth-anything-v2"),
-    "MegaDepthHourglass": (MegaDepthHourglass, "megadepth"),
-}
-
-
-def _guess_depth_architecture(state: Mapping[str, torch.Tensor]) -> str | None:
-    if "pretrained.pos_embed" in state and "depth_head.scratch.output_conv1.weight" in state:
-        return "DepthAnythingV2Small"
-    if "3.0.0.1.0.0.weight" in state and tuple(state.get("0.weight", torch.empty(0)).shape) == (
-        128,
-        3,
-        7,
-        7,
-    ):
-        return "MegaDepthHourglass"
-    return None
-
-
 def load_depth_estimator(
     name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> DepthEstimator:
@@ -652,16 +628,18 @@ def load_depth_estimator(
         )
 
     state = load_state_dict_file(path)
-    arch = entry.architecture if entry is not None else _guess_depth_architecture(state)
-    if arch not in _DEPTH_ARCHS:
+    if entry is not None:
+        arch = DEPTH_ARCHITECTURES.get(entry.architecture)
+    else:
+        arch = detect_architecture(state)
+    if arch is None or arch.build is None:
         raise CheckpointError(
             f"{path}: not a depth checkpoint this tool knows (expected a dgn SmallDepthNet "
             f"safetensors, Depth Anything V2 Small or MegaDepth weights)"
         )
-    build, kind = _DEPTH_ARCHS[arch]
-    net = build()
+    net = arch.build()
     load_state_dict_strict(net, state, str(path))
-    return DepthEstimator(net, kind=kind, name=label).to(device).eval()
+    return DepthEstimator(net, kind=arch.kind, name=label).to(device).eval()
 
 
 def _is_safetensors(path: Path) -> bool:

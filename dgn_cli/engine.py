@@ -73,7 +73,6 @@ output 3, refined depth 1) = 32 bytes per pixel, plus the tile's activations
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -84,9 +83,8 @@ from dgn_cli.errors import DeviceError, DgnError, InputError
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
 from dgn_cli.models.dgn import randomize_outputs
+from dgn_cli.progress import Progress
 from dgn_cli.tensors import to_signed, to_unit
-
-Progress = Callable[[int, int], None]
 
 DEFAULT_OVERLAP = 64
 DEFAULT_DEPTH_MAX_SIDE = 2048

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from dgn_cli.data.datasets import PairedFolderDataset
 from dgn_cli.data.gopro import discover
 from dgn_cli.engine import Engine, build_engine
 from dgn_cli.errors import CheckpointError, DgnError, InputError
+from dgn_cli.progress import Progress
 
 ROW_BLURRY = "blurry input"
 ROW_BASELINE = "no depth (baseline)"
@@ -56,7 +56,6 @@ ROWS = (ROW_BLURRY, ROW_BASELINE, ROW_INITIAL, ROW_REFINED, ROW_REFERENCE)
 THIRDS = ("near", "middle", "far")
 NEAR, FAR = 2 / 3, 1 / 3
 DEFAULT_SYNTH_ROOT = Path("data/synth")
-Progress = Callable[[int, int], None]
 
 
 # ------------------------------------------------------------------------------- data

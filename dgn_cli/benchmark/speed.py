@@ -39,7 +39,6 @@ import platform
 import resource
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +52,10 @@ from dgn_cli import devices
 from dgn_cli.engine import Engine
 from dgn_cli.errors import DgnError
 from dgn_cli.models import parameter_counts
+from dgn_cli.progress import Progress
 
 COMPONENTS = ("depth_estimator", "refinement", "deblurring")
 DEFAULT_SIZE = (1280, 720)
-Progress = Callable[[int, int], None]
 
 
 @dataclass

@@ -43,6 +43,7 @@ import numpy as np
 
 from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path, write_text_atomic
+from dgn_cli.visualize import colorize
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 REFERENCE_SIZE = (1280, 720)  # blur extents in SynthConfig are in pixels at this size
@@ -656,19 +657,13 @@ def write_split(
 # preview
 
 
-def colorize_depth(depth: np.ndarray) -> np.ndarray:
-    """(H, W) [0, 1] -> (H, W, 3) uint8 RGB (inferno: bright = near)."""
-    bgr = cv2.applyColorMap(to_u8(depth), cv2.COLORMAP_INFERNO)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], max_width=1536):
     """Rows of (blur RGB u8, sharp RGB u8, depth [0, 1]) -> one RGB uint8 sheet
     (blurred | sharp | depth), downscaled to at most `max_width` pixels wide."""
     lines = []
     for b, s, d in rows:
         gap = np.full((b.shape[0], 4, 3), 255, np.uint8)
-        lines.append(np.concatenate([b, gap, s, gap, colorize_depth(d)], axis=1))
+        lines.append(np.concatenate([b, gap, s, gap, colorize(d, "inferno")], axis=1))
     width = max(line.shape[1] for line in lines)
     padded = []
     for line in lines:

@@ -57,7 +57,6 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,7 @@ from dgn_cli import blend
 from dgn_cli.engine import Engine
 from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path, write_error, write_text_atomic
+from dgn_cli.progress import Progress
 from dgn_cli.shard import segment_in_shard
 from dgn_cli.video.codecs import check_encoding, choose_encoding
 from dgn_cli.video.ffmpeg import (
@@ -86,7 +86,6 @@ from dgn_cli.video.probe import VideoInfo, count_frames, probe, scan
 from dgn_cli.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneDetector, signature
 from dgn_cli.video.window import SlidingWindow
 
-Progress = Callable[[int, int | None], None]
 MANIFEST_VERSION = 1
 DEFAULT_SEGMENT_FRAMES = 300
 COMPARE_GAP = 8  # white px between input and output in the compare video

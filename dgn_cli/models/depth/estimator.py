@@ -8,12 +8,20 @@ This is the one place where native outputs are converted.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgn_cli.models.depth.depth_anything import IMAGENET_MEAN, IMAGENET_STD, PATCH
+from dgn_cli.models.depth.depth_anything import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PATCH,
+    DepthAnythingV2Small,
+)
+from dgn_cli.models.depth.megadepth import MegaDepthHourglass
 
 
 def robust_minmax(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
@@ -106,9 +114,55 @@ def _megadepth(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return _resize(depth, (h, w), mode="bilinear").clamp(0, 1).to(image.dtype)
 
 
-# kind -> function(net, image01) -> normalised inverse depth.
-ADAPTERS = {
-    "small": _small,
-    "depth-anything-v2": _depth_anything,
-    "megadepth": _megadepth,
+def _is_depth_anything(state: Mapping[str, torch.Tensor]) -> bool:
+    return "pretrained.pos_embed" in state and "depth_head.scratch.output_conv1.weight" in state
+
+
+def _is_megadepth(state: Mapping[str, torch.Tensor]) -> bool:
+    stem = state.get("0.weight")
+    return (
+        "3.0.0.1.0.0.weight" in state and stem is not None and tuple(stem.shape) == (128, 3, 7, 7)
+    )
+
+
+@dataclass(frozen=True)
+class DepthArchitecture:
+    """One depth network this tool can load and run: how to build it (None: built from the
+    checkpoint's own config), how to recognise its state dict, and the adapter that turns its
+    native output into normalised inverse depth."""
+
+    name: str  # the registry's `architecture` value
+    kind: str  # DepthEstimator.kind
+    build: Callable[[], nn.Module] | None
+    detect: Callable[[Mapping[str, torch.Tensor]], bool] | None
+    adapter: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+# The table every loader and the estimator use (spandrel-style: name, constructor, detect,
+# adapter). SmallDepthNet is recognised by the config in its safetensors metadata instead.
+DEPTH_ARCHITECTURES = {
+    a.name: a
+    for a in (
+        DepthArchitecture("SmallDepthNet", "small", None, None, _small),
+        DepthArchitecture(
+            "DepthAnythingV2Small",
+            "depth-anything-v2",
+            DepthAnythingV2Small,
+            _is_depth_anything,
+            _depth_anything,
+        ),
+        DepthArchitecture(
+            "MegaDepthHourglass", "megadepth", MegaDepthHourglass, _is_megadepth, _megadepth
+        ),
+    )
 }
+# kind -> function(net, image01) -> normalised inverse depth.
+ADAPTERS = {a.kind: a.adapter for a in DEPTH_ARCHITECTURES.values()}
+
+
+def detect_architecture(state: Mapping[str, torch.Tensor]) -> DepthArchitecture | None:
+    """The architecture whose detector recognises this state dict, if any."""
+    for arch in DEPTH_ARCHITECTURES.values():
+        if arch.detect is not None and arch.detect(state):
+            return arch
+    return None
