@@ -16,8 +16,8 @@ from test_cli_video import frames_of, leftovers, make_clip, run, summary
 from dgn_cli import checkpoints
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+from dgn_cli.video import pipeline as video
 from dgn_cli.video.codecs import choose_encoding
-from dgn_cli.video.pipeline import pipeline as video
 from dgn_cli.video.probe import ffmpeg_exe, probe
 
 
