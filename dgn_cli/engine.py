@@ -84,7 +84,7 @@ from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
 from dgn_cli.models.dgn import randomize_outputs
 from dgn_cli.progress import Progress
-from dgn_cli.tensors import to_signed, to_unit
+from dgn_cli.tensors import centre_frame, to_signed, to_unit
 
 DEFAULT_OVERLAP = 64
 DEFAULT_DEPTH_MAX_SIDE = 2048
@@ -395,8 +395,8 @@ class Engine:
         h, w = frames.shape[-2:]
         if cfg.uses_depth:
             if depth_init is None:
-                c = cfg.frames // 2 * cfg.image_chs
-                depth_init = self.estimate_depth(frames[:, c : c + cfg.image_chs])
+                centre = centre_frame(frames, cfg.frames, cfg.image_chs)
+                depth_init = self.estimate_depth(centre)
             _check_image(depth_init, 1, (h, w))
         else:
             depth_init = None

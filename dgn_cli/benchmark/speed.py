@@ -53,6 +53,7 @@ from dgn_cli.engine import Engine
 from dgn_cli.errors import DgnError
 from dgn_cli.models import parameter_counts
 from dgn_cli.progress import Progress
+from dgn_cli.tensors import centre_frame
 
 COMPONENTS = ("depth_estimator", "refinement", "deblurring")
 DEFAULT_SIZE = (1280, 720)
@@ -271,8 +272,7 @@ def time_pipeline(engine: Engine, cfg: TimingConfig, progress: Progress | None =
         raise DgnError("the benchmark needs a DGN; this engine was built without one")
     c = dgn.config
     frames = timing_input(c.image_chs * c.frames, cfg.width, cfg.height, cfg.seed)
-    mid = c.frames // 2 * c.image_chs
-    centre = frames[:, mid : mid + c.image_chs]
+    centre = centre_frame(frames, c.frames, c.image_chs)
     modules = {"deblurring": dgn.deblur}
     if c.uses_depth:
         modules = {

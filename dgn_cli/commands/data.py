@@ -19,6 +19,7 @@ from dgn_cli.commands.common import (
     print_json,
 )
 from dgn_cli.commands.progress import progress_bar
+from dgn_cli.tensors import centre_index
 
 data_app = typer.Typer(
     help="Collect photos and render depth-aware synthetic blur.", no_args_is_help=True
@@ -224,7 +225,7 @@ def write_preview(out: Path, split: str, rows: int, frames: int) -> Path:
 
     from dgn_cli.data.synth import contact_sheet, write_png
 
-    centre = f"{frames // 2:06d}.png"
+    centre = f"{centre_index(frames):06d}.png"
     sheet_rows = []
     for i in range(rows):
         seq = out / split / f"{i:06d}"

@@ -47,7 +47,7 @@ from dgn_cli.data.synth import (
     sample_seed,
 )
 from dgn_cli.errors import InputError
-from dgn_cli.tensors import reflect_index
+from dgn_cli.tensors import centre_index, reflect_index
 
 
 def _check_frames(frames: int) -> None:
@@ -262,7 +262,7 @@ class PairedFolderDataset(Dataset):
             raise IndexError(i)
         si, t = self.items[i]
         seq = self.sequences[si]
-        half = self.frames // 2
+        half = centre_index(self.frames)  # frames each side of the centre
         window = [reflect_index(t + o, len(seq)) for o in range(-half, half + 1)]
         # Raw 8/16-bit arrays until after the crop: only the crop is converted to float.
         raw = {f"blur{k}": self._read(seq.blur[j], False) for k, j in enumerate(window)}

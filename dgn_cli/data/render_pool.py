@@ -42,6 +42,7 @@ import torch
 from dgn_cli.data.augment import Geometric, random_crop_box
 from dgn_cli.data.synth import PhotoBank, SynthConfig, camera_config, render_sequence, sample_seed
 from dgn_cli.errors import InputError
+from dgn_cli.tensors import centre_index
 
 FRAME_SIZE = (1280, 720)  # the synthetic test split's frames
 CROP_CANDIDATES = 8
@@ -62,7 +63,7 @@ def render_frame(
         bank = _BANKS[photos] = PhotoBank(photos)
     w, h = size
     out = render_sequence(bank, sample_seed(seed, index), w, h, frames, SynthConfig(**cfg))
-    c = frames // 2
+    c = centre_index(frames)
     return {
         "blur": out["blur"].transpose(1, 2, 0, 3).reshape(h, w, 3 * frames),
         "sharp": out["sharp"][c],

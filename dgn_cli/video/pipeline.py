@@ -70,6 +70,7 @@ from dgn_cli.errors import InputError, OutputError
 from dgn_cli.fsutil import atomic_path, write_error, write_text_atomic
 from dgn_cli.progress import Progress
 from dgn_cli.shard import segment_in_shard
+from dgn_cli.tensors import centre_index
 from dgn_cli.video.codecs import check_encoding, choose_encoding
 from dgn_cli.video.ffmpeg import (
     SEGMENT,
@@ -693,7 +694,7 @@ def deblur_video(
         lock.release()
         raise
     n_seg = opts.segment_frames
-    radius = engine.dgn.config.frames // 2
+    radius = centre_index(engine.dgn.config.frames)  # frames each side of the centre
     total = expected_frames(info, opts)
 
     widths = {
