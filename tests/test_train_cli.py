@@ -124,3 +124,60 @@ def test_two_gloo_processes_end_with_identical_weights(photos, tmp_path):
     digests = summary["rank_digests"]
     assert len(digests) == 2 and digests[0] == digests[1] and summary["ranks_in_sync"]
     assert digests[0] == state_digest(load_checkpoint(out / "checkpoint.pt")["model"])
+
+
+def captured_train(monkeypatch, argv):
+    """(cfg, resume_overrides) that `dgn train ARGV` hands to train(), without training."""
+    from dgn_cli import train as training
+
+    calls = []
+
+    def fake(cfg, run, resume=False, resume_overrides=None, on_event=None):
+        calls.append((cfg, resume_overrides))
+        return {"interrupted": False, "step": 0, "loss": None, "wall_time_s": 0.0,
+                "checkpoint": "c"}  # fmt: skip
+
+    monkeypatch.setattr(training, "train", fake)
+    result = runner.invoke(app, ["train", "--quiet", *argv])
+    assert result.exit_code == 0, result.output
+    return calls[0]
+
+
+def test_recipe_values_unless_given_on_the_command_line(tmp_path, monkeypatch):
+    from dgn_cli.train import TrainConfig, recipe_config
+
+    cfg, _ = captured_train(monkeypatch, ["--out", str(tmp_path)])
+    assert cfg == recipe_config("fast")
+    cfg, _ = captured_train(monkeypatch, ["--out", str(tmp_path), "--recipe", "paper"])
+    assert cfg == TrainConfig()
+
+    argv = ["--out", str(tmp_path), "--recipe", "paper", "--crop", "64", "--lr", "0.5",
+            "--synth-scenes", "7", "--cache-scenes", "--config", "sft_chs=4", "--widths", "4,8",
+            "--frame-size", "64x48", "--task", "video", "--steps", "9", "--ema", "0.5",
+            "--loss", "charbonnier", "--seed", "3", "--depth-model", "exact"]  # fmt: skip
+    cfg, _ = captured_train(monkeypatch, argv)
+    assert cfg == TrainConfig(
+        crop=64, lr=0.5, synth_length=7, synth_cache=True, model_overrides={"sft_chs": 4},
+        widths=(4, 8), frame_size=(64, 48), task="video", steps=9, ema=0.5, loss="charbonnier",
+        seed=3, depth_model="exact",
+    )  # fmt: skip
+    assert type(cfg.task) is str and type(cfg.recipe) is str
+
+    # The depth task: --widths are the estimator's; its D_b option does not apply.
+    cfg, _ = captured_train(monkeypatch, ["--out", str(tmp_path), "--task", "depth",
+                                          "--widths", "4,8"])  # fmt: skip
+    assert cfg == recipe_config("fast", task="depth", depth_widths=(4, 8),
+                                depth_model="dgn-depth-small")  # fmt: skip
+
+
+def test_resume_compares_only_the_options_given_again(tmp_path, monkeypatch):
+    _, given = captured_train(monkeypatch, ["--out", str(tmp_path), "--resume"])
+    assert given == {}
+    argv = ["--out", str(tmp_path), "--resume", "--steps", "9", "--lr", "0.5",
+            "--synth-scenes", "7", "--widths", "4,8", "--recipe", "paper"]  # fmt: skip
+    _, given = captured_train(monkeypatch, argv)
+    assert given == {"steps": 9, "lr": 0.5, "synth_length": 7, "widths": (4, 8),
+                     "recipe": "paper"}  # fmt: skip
+    _, given = captured_train(monkeypatch, ["--out", str(tmp_path), "--resume", "--task", "depth",
+                                            "--widths", "4,8"])  # fmt: skip
+    assert given == {"task": "depth", "depth_widths": (4, 8)}
