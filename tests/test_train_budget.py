@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dgn_cli.cli import app
 from dgn_cli.data.render_pool import FramePool, batch_to_device
 from dgn_cli.train import load_checkpoint, train
-from dgn_cli.train_budget import TimeBudget, lr_at_fraction
+from dgn_cli.train.budget import TimeBudget, lr_at_fraction
 from tests.test_train import cfg, data, run
 
 runner = CliRunner()

@@ -410,6 +410,7 @@ def register(app: typer.Typer) -> None:
         the steps then linear to 1e-6, batch 4, 256 crops, losses 1 / 0.01 / 1), with decoupled
         weight decay. Ctrl-C saves and exits 130; rerun with --resume to continue exactly.
         """
+        from dgn_cli import distributed
         from dgn_cli import train as training
 
         for name, value in (
@@ -503,7 +504,7 @@ def register(app: typer.Typer) -> None:
             )
 
         # Under torchrun every process runs this command; only rank 0 talks.
-        show = not quiet and training.distributed.env_info().is_main
+        show = not quiet and distributed.env_info().is_main
 
         display = TrainDisplay(enabled=show)
 
@@ -514,7 +515,7 @@ def register(app: typer.Typer) -> None:
         finally:
             display.close()
         if json_out:
-            if training.distributed.env_info().is_main:
+            if distributed.env_info().is_main:
                 print_json(summary)
         elif show:
             if summary["interrupted"]:

@@ -36,7 +36,7 @@ EXPORT_RESERVE_S = 1.0  # writing the weights and the manifest
 
 def lr_at_fraction(fraction: float, cfg: Any) -> float:
     """The learning rate at `fraction` (0..1) of the budget: the same shapes as
-    `train.lr_at` with the step replaced by the fraction elapsed.
+    `optim.lr_at` with the step replaced by the fraction elapsed.
 
     cosine: linear warm-up over cfg.warmup of the budget, then a cosine from cfg.lr to
     cfg.lr_final at the end. paper (Eq. 10): cfg.lr for the first half, then linear to
