@@ -7,15 +7,19 @@ torchrun --nproc-per-node 4 -m dgn_cli train --data GOPRO_Large/ --out runs/gopr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from enum import StrEnum
+from collections.abc import Callable
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from dgn_cli import distributed
+from dgn_cli import train as training
 from dgn_cli.commands.common import (
     DeviceOpt,
     JsonOpt,
@@ -26,14 +30,9 @@ from dgn_cli.commands.common import (
     print_json,
 )
 from dgn_cli.errors import InputError
+from dgn_cli.train.config import TASKS, RunOptions, TrainConfig, recipe_config
 
-
-class Task(StrEnum):
-    image = "image"
-    video = "video"
-    baseline = "baseline"
-    concat = "concat"
-    depth = "depth"
+Task = StrEnum("Task", [(name, name) for name in TASKS])
 
 
 class Recipe(StrEnum):
@@ -46,42 +45,28 @@ class ExportDtype(StrEnum):
     fp16 = "fp16"
 
 
-# CLI option name -> TrainConfig field, for the recipe options (checked again on --resume).
-RECIPE_OPTIONS = {
-    "task": "task",
-    "data": "data",
-    "photos": "photos",
-    "steps": "steps",
-    "batch_size": "batch_size",
-    "crop": "crop",
-    "lr": "lr",
-    "lr_final": "lr_final",
-    "weight_decay": "weight_decay",
-    "lambda_c": "lambda_c",
-    "lambda_p": "lambda_p",
-    "lambda_d": "lambda_d",
-    "lambda_grad": "lambda_grad",
-    "widths": "widths",
-    "depth_model": "depth_model",
-    "seed": "seed",
-    "val_count": "val_count",
-    "synth_scenes": "synth_length",
-    "cache_scenes": "synth_cache",
-    "config": "model_overrides",
-    "init": "init",
-    "recipe": "recipe",
-    "loss": "loss",
-    "lambda_fft": "lambda_fft",
-    "schedule": "schedule",
-    "warmup": "warmup",
-    "ema": "ema",
-    "crop_bias": "crop_bias",
-    "grad_clip": "grad_clip",
-    "time_budget": "time_budget",
-    "synth_render": "synth_render",
-    "crops_per_frame": "crops_per_frame",
-    "frame_size": "frame_size",
-}
+# The recipe options are the parameters of `dgn train` named like a TrainConfig field; None
+# (not given) keeps the recipe's value. Their defaults live in TrainConfig / RECIPES only.
+RECIPE_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))
+
+
+def recipe_default(name: str) -> str | bool:
+    """--help's default of recipe option `name`: 'fast 192, paper 256', or the one value all
+    recipes share; False (nothing shown) when it is unset, off or empty."""
+    shown = {r.value: _as_text(name, getattr(recipe_config(r.value), name)) for r in Recipe}
+    if len(set(shown.values())) > 1:
+        return ", ".join(f"{recipe} {text}" for recipe, text in shown.items())
+    return shown[Recipe.fast.value] or False
+
+
+def _as_text(name: str, value: Any) -> str:
+    """A TrainConfig value as the command line writes it ('' for unset, off or empty)."""
+    if value is None or value is False or value == {}:
+        return ""
+    if isinstance(value, tuple):
+        return ("x" if name == "frame_size" else ",").join(map(str, value))
+    return str(value)
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
@@ -119,6 +104,45 @@ def _parse_size(text: str) -> tuple[int, int]:
     if not sep or min(size) < 8:
         raise typer.BadParameter(f"{text!r}: give WIDTHxHEIGHT, e.g. 1280x720")
     return size
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+# Recipe options given as text on the command line, and what they become in TrainConfig.
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "widths": lambda text: parse_widths(text) if text else None,
+    "frame_size": lambda text: _parse_size(text) if text else None,
+    "model_overrides": lambda items: parse_overrides(items or []),
+}
+
+
+def recipe_options(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(values, given): the TrainConfig fields this command line sets (None: the recipe's),
+    and those of them typed on the command line (what --resume compares)."""
+    values, given = {}, {}
+    for name, value in ctx.params.items():
+        if name not in RECIPE_FIELDS:
+            continue
+        value = PARSERS.get(name, _plain)(value)
+        if value is None:
+            continue
+        values[name] = value
+        if _from_command_line(ctx, name):
+            given[name] = value
+    if values.get("task") == "depth":
+        for options in (values, given):
+            if "widths" in options:  # --widths are the estimator's
+                options["depth_widths"] = options.pop("widths")
+        # The depth estimator trains on exact depth; the recipe's D_b option does not apply.
+        values.setdefault("depth_model", TrainConfig.depth_model)  # the paper's default
+    return values, given
+
+
+def run_options(ctx: typer.Context) -> dict[str, Any]:
+    """The RunOptions fields this command line sets."""
+    return {name: _plain(value) for name, value in ctx.params.items() if name in RUN_FIELDS}
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
@@ -224,16 +248,33 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         out: Annotated[Path, typer.Option("--out", help="run folder: checkpoint.pt, log.jsonl")],
         data: Annotated[
-            str,
-            typer.Option("--data", help="'synth' (generated on the fly) or a GOPRO-layout folder"),
-        ] = "synth",
-        task: Annotated[Task, typer.Option("--task", help="what to train")] = Task.image,
+            str | None,
+            typer.Option(
+                "--data",
+                help="'synth' (generated on the fly) or a GOPRO-layout folder",
+                show_default=recipe_default("data"),
+            ),
+        ] = None,
+        task: Annotated[
+            Task | None,
+            typer.Option("--task", help="what to train", show_default=recipe_default("task")),
+        ] = None,
         steps: Annotated[
-            int, typer.Option("--steps", help="optimiser steps (paper: 600 GOPRO epochs = 315000)")
-        ] = 315_000,
+            int | None,
+            typer.Option(
+                "--steps",
+                help="optimiser steps (paper: 600 GOPRO epochs = 315000)",
+                show_default=recipe_default("steps"),
+            ),
+        ] = None,
         batch_size: Annotated[
-            int, typer.Option("--batch-size", help="per process (x GPUs under torchrun)")
-        ] = 4,
+            int | None,
+            typer.Option(
+                "--batch-size",
+                help="per process (x GPUs under torchrun)",
+                show_default=recipe_default("batch_size"),
+            ),
+        ] = None,
         recipe: Annotated[
             Recipe,
             typer.Option(
@@ -244,47 +285,96 @@ def register(app: typer.Typer) -> None:
             ),
         ] = Recipe.fast,
         crop: Annotated[
-            int | None, typer.Option("--crop", help="training crop size [fast 192, paper 256]")
+            int | None,
+            typer.Option("--crop", help="training crop size", show_default=recipe_default("crop")),
         ] = None,
         lr: Annotated[
-            float | None, typer.Option("--lr", help="peak learning rate [fast 1e-3, paper 1e-4]")
+            float | None,
+            typer.Option("--lr", help="peak learning rate", show_default=recipe_default("lr")),
         ] = None,
-        lr_final: Annotated[float, typer.Option("--lr-final", help="lr at the last step")] = 1e-6,
+        lr_final: Annotated[
+            float | None,
+            typer.Option(
+                "--lr-final", help="lr at the last step", show_default=recipe_default("lr_final")
+            ),
+        ] = None,
         weight_decay: Annotated[
-            float, typer.Option("--weight-decay", help="decoupled (AdamW), conv weights only")
-        ] = 1e-4,
-        lambda_c: Annotated[float, typer.Option("--lambda-c", help="content loss weight")] = 1.0,
+            float | None,
+            typer.Option(
+                "--weight-decay",
+                help="decoupled (AdamW), conv weights only",
+                show_default=recipe_default("weight_decay"),
+            ),
+        ] = None,
+        lambda_c: Annotated[
+            float | None,
+            typer.Option(
+                "--lambda-c", help="content loss weight", show_default=recipe_default("lambda_c")
+            ),
+        ] = None,
         lambda_p: Annotated[
             float | None,
             typer.Option(
                 "--lambda-p",
-                help="perceptual (VGG-19 conv3_3) weight; 0 = off [fast 0, paper 0.01]",
+                help="perceptual (VGG-19 conv3_3) weight; 0 = off",
+                show_default=recipe_default("lambda_p"),
             ),
         ] = None,
         loss: Annotated[
-            str | None, typer.Option("--loss", help="content loss: mse | charbonnier")
+            str | None,
+            typer.Option(
+                "--loss",
+                help="content loss: mse | charbonnier",
+                show_default=recipe_default("loss"),
+            ),
         ] = None,
         lambda_fft: Annotated[
-            float | None, typer.Option("--lambda-fft", help="frequency-domain L1 weight")
+            float | None,
+            typer.Option(
+                "--lambda-fft",
+                help="frequency-domain L1 weight",
+                show_default=recipe_default("lambda_fft"),
+            ),
         ] = None,
         schedule: Annotated[
-            str | None, typer.Option("--schedule", help="paper (Eq. 10) | cosine (with warm-up)")
+            str | None,
+            typer.Option(
+                "--schedule",
+                help="paper (Eq. 10) | cosine (with warm-up)",
+                show_default=recipe_default("schedule"),
+            ),
         ] = None,
         warmup: Annotated[
-            float | None, typer.Option("--warmup", help="cosine: warm-up, fraction of the steps")
+            float | None,
+            typer.Option(
+                "--warmup",
+                help="cosine: warm-up, fraction of the steps",
+                show_default=recipe_default("warmup"),
+            ),
         ] = None,
         ema: Annotated[
-            float | None, typer.Option("--ema", help="EMA decay of the exported weights (0 = off)")
+            float | None,
+            typer.Option(
+                "--ema",
+                help="EMA decay of the exported weights (0 = off)",
+                show_default=recipe_default("ema"),
+            ),
         ] = None,
         crop_bias: Annotated[
             float | None,
             typer.Option(
-                "--crop-bias", help="sample crops towards blur (extent maps); 0 = uniform"
+                "--crop-bias",
+                help="sample crops towards blur (extent maps); 0 = uniform",
+                show_default=recipe_default("crop_bias"),
             ),
         ] = None,
         grad_clip: Annotated[
             float | None,
-            typer.Option("--grad-clip", help="clip the gradient norm to this; 0 = off [fast 0.5]"),
+            typer.Option(
+                "--grad-clip",
+                help="clip the gradient norm to this; 0 = off",
+                show_default=recipe_default("grad_clip"),
+            ),
         ] = None,
         time_budget: Annotated[
             float | None,
@@ -292,6 +382,7 @@ def register(app: typer.Typer) -> None:
                 "--time-budget",
                 help="train for this many seconds: the lr schedule, validation and the end "
                 "follow the fraction of the budget elapsed; --steps becomes an upper bound",
+                show_default=recipe_default("time_budget"),
             ),
         ] = None,
         synth_render: Annotated[
@@ -300,56 +391,93 @@ def register(app: typer.Typer) -> None:
                 "--synth-render",
                 help="--data synth: 'scene' (crop-sized scenes) or 'frame' (crops of whole "
                 "1280x720 handheld frames rendered by --workers processes)",
+                show_default=recipe_default("synth_render"),
             ),
         ] = None,
         crops_per_frame: Annotated[
             int | None,
-            typer.Option("--crops-per-frame", help="--synth-render frame: crops per frame [8]"),
+            typer.Option(
+                "--crops-per-frame",
+                help="--synth-render frame: crops per frame",
+                show_default=recipe_default("crops_per_frame"),
+            ),
         ] = None,
         frame_size: Annotated[
             str | None,
             typer.Option(
                 "--frame-size",
                 help="--data synth: size of the validation frames and (--synth-render frame) "
-                "of the rendered training frames, WIDTHxHEIGHT [1280x720]",
+                "of the rendered training frames, WIDTHxHEIGHT",
+                show_default=recipe_default("frame_size"),
             ),
         ] = None,
-        lambda_d: Annotated[float, typer.Option("--lambda-d", help="depth loss weight")] = 1.0,
+        lambda_d: Annotated[
+            float | None,
+            typer.Option(
+                "--lambda-d", help="depth loss weight", show_default=recipe_default("lambda_d")
+            ),
+        ] = None,
         lambda_grad: Annotated[
-            float, typer.Option("--lambda-grad", help="depth task: gradient-matching weight")
-        ] = 0.5,
+            float | None,
+            typer.Option(
+                "--lambda-grad",
+                help="depth task: gradient-matching weight",
+                show_default=recipe_default("lambda_grad"),
+            ),
+        ] = None,
         widths: Annotated[
-            str, typer.Option("--widths", help="DGN widths per scale (depth task: 4 widths)")
-        ] = "",
-        config: Annotated[
-            list[str],
+            str | None,
+            typer.Option(
+                "--widths",
+                help="DGN widths per scale (depth task: 4 widths)",
+                show_default=f"{recipe_default('widths')}; depth task "
+                f"{recipe_default('depth_widths')}",
+            ),
+        ] = None,
+        model_overrides: Annotated[
+            list[str] | None,
             typer.Option("--config", help="model config override KEY=VALUE (repeatable)"),
-        ] = [],  # noqa: B006 (typer needs a literal default)
+        ] = None,
         photos: Annotated[
-            str, typer.Option("--photos", help="photos for --data synth")
-        ] = "data/photos",
+            str | None,
+            typer.Option(
+                "--photos", help="photos for --data synth", show_default=recipe_default("photos")
+            ),
+        ] = None,
         depth_model: Annotated[
             str | None,
             typer.Option(
                 "--depth-model",
                 help="frozen estimator for the initial depth D_b, 'exact', or 'degraded' (exact "
-                "depth with an estimator's errors) [fast degraded, paper dgn-depth-small]",
+                "depth with an estimator's errors)",
+                show_default=recipe_default("depth_model"),
             ),
         ] = None,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        val_count: Annotated[int, typer.Option("--val-count", help="validation images")] = 16,
-        synth_scenes: Annotated[
-            int,
-            typer.Option("--synth-scenes", help="--data synth: number of distinct training scenes"),
-        ] = 100_000,
-        cache_scenes: Annotated[
-            bool,
+        seed: Annotated[
+            int | None, typer.Option("--seed", show_default=recipe_default("seed"))
+        ] = None,
+        val_count: Annotated[
+            int | None,
+            typer.Option(
+                "--val-count", help="validation images", show_default=recipe_default("val_count")
+            ),
+        ] = None,
+        synth_length: Annotated[
+            int | None,
+            typer.Option(
+                "--synth-scenes",
+                help="--data synth: number of distinct training scenes",
+                show_default=recipe_default("synth_length"),
+            ),
+        ] = None,
+        synth_cache: Annotated[
+            bool | None,
             typer.Option(
                 "--cache-scenes",
                 help="keep scenes in memory: --data synth renders each once (use with "
                 "--workers 0 and a modest --synth-scenes); a folder decodes each frame once",
             ),
-        ] = False,
+        ] = None,
         init: Annotated[
             str | None,
             typer.Option(
@@ -368,7 +496,7 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--export-dir", help="folder for --export")
         ] = None,
         export_dtype: Annotated[ExportDtype, typer.Option("--export-dtype")] = ExportDtype.fp32,
-        overwrite: Annotated[
+        overwrite_export: Annotated[
             bool, typer.Option("--overwrite", help="let --export replace an existing file")
         ] = False,
         vgg_weights: Annotated[
@@ -410,97 +538,16 @@ def register(app: typer.Typer) -> None:
         the steps then linear to 1e-6, batch 4, 256 crops, losses 1 / 0.01 / 1), with decoupled
         weight decay. Ctrl-C saves and exits 130; rerun with --resume to continue exactly.
         """
-        from dgn_cli import distributed
-        from dgn_cli import train as training
-
-        for name, value in (
-            ("steps", steps),
-            ("batch_size", batch_size),
-            ("crop", crop or 1),
-            ("ckpt_every", ckpt_every),
-            ("log_every", log_every),
-        ):
-            if value < 1:
+        for name in ("steps", "batch_size", "crop", "ckpt_every", "log_every"):
+            if ctx.params[name] is not None and ctx.params[name] < 1:
                 raise typer.BadParameter(f"--{name.replace('_', '-')} must be at least 1")
-        default_widths = (16, 32, 64, 128) if task == Task.depth else (32, 64, 128)
-        width_tuple = parse_widths(widths) if widths else default_widths
-        overrides = parse_overrides(config)
-        values = {
-            "task": task.value,
-            "data": data,
-            "photos": photos,
-            "steps": steps,
-            "batch_size": batch_size,
-            "crop": crop,
-            "lr": lr,
-            "lr_final": lr_final,
-            "weight_decay": weight_decay,
-            "lambda_c": lambda_c,
-            "lambda_p": lambda_p,
-            "lambda_d": lambda_d,
-            "lambda_grad": lambda_grad,
-            "depth_model": depth_model,
-            "loss": loss,
-            "lambda_fft": lambda_fft,
-            "schedule": schedule,
-            "warmup": warmup,
-            "ema": ema,
-            "crop_bias": crop_bias,
-            "grad_clip": grad_clip,
-            "time_budget": time_budget,
-            "synth_render": synth_render,
-            "crops_per_frame": crops_per_frame,
-            "frame_size": _parse_size(frame_size) if frame_size else None,
-            "recipe": recipe.value,
-            "seed": seed,
-            "val_count": val_count,
-            "synth_length": synth_scenes,
-            "synth_cache": cache_scenes,
-            "model_overrides": overrides,
-            "init": init,
-        }
-        if task == Task.depth:
-            values["depth_widths"] = width_tuple
-        else:
-            values["widths"] = width_tuple
-        values = {k: v for k, v in values.items() if v is not None}  # None: the recipe's
-        if task == Task.depth:
-            # The depth estimator trains on exact depth; D_b options do not apply to it.
-            values.setdefault("depth_model", "dgn-depth-small")
-        cfg = training.recipe_config(recipe.value, **values)
-
-        # On --resume only the options given again are compared with the stored recipe.
-        explicit: dict[str, Any] = {}
-        if resume:
-            for option, field_name in RECIPE_OPTIONS.items():
-                if _from_command_line(ctx, option):
-                    if option == "widths":
-                        key = "depth_widths" if task == Task.depth else "widths"
-                        explicit[key] = width_tuple
-                    elif field_name in values:
-                        explicit[field_name] = values[field_name]
-
-        run = training.RunOptions(
-            out=out,
-            device=device,
-            precision=precision.value,
-            compile=compile,
-            channels_last=channels_last,
-            workers=workers,
-            ckpt_every=ckpt_every,
-            val_every=val_every,
-            log_every=log_every,
-            vgg_weights=vgg_weights,
-            depth_cache=depth_cache,
-            export=export,
-            export_dir=export_dir,
-            export_dtype=export_dtype.value,
-            overwrite_export=overwrite,
-        )
+        values, given = recipe_options(ctx)
+        cfg = recipe_config(recipe.value, **values)
+        run = RunOptions(**run_options(ctx))
         training.export_path(run)  # --export NAME and the export folder's manifest, up front
-        if data != "synth" and not Path(data).exists() and not resume:
+        if cfg.data != "synth" and not Path(cfg.data).exists() and not resume:
             raise InputError(
-                f"{data}: no such folder; --data takes a GOPRO-layout folder or 'synth'"
+                f"{cfg.data}: no such folder; --data takes a GOPRO-layout folder or 'synth'"
             )
 
         # Under torchrun every process runs this command; only rank 0 talks.
@@ -509,8 +556,9 @@ def register(app: typer.Typer) -> None:
         display = TrainDisplay(enabled=show)
 
         try:
+            # On --resume only the options given again are compared with the stored recipe.
             summary = training.train(
-                cfg, run, resume=resume, resume_overrides=explicit, on_event=display
+                cfg, run, resume=resume, resume_overrides=given if resume else {}, on_event=display
             )
         finally:
             display.close()
