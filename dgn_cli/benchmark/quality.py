@@ -7,7 +7,8 @@
 Metrics: `dgn_cli.metrics` (RGB, 0-255, outputs rounded to 8-bit levels as a saved PNG would
 be; PSNR over all pixels and channels; SSIM with an 11x11 Gaussian window, sigma 1.5, K1 0.01,
 K2 0.03, data range 255, per RGB channel over the valid region, then averaged). Every number is
-computed per image, then averaged over the images (the GOPRO convention).
+computed per image, then averaged over the images (the GOPRO convention), by the evaluation
+loop training validation shares (`dgn_cli.evaluation`).
 
 Rows, always in this order (absent rows are listed in "skipped" with the reason):
 - "blurry input": the blurred centre frame itself (identity), the floor.
@@ -37,7 +38,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dgn_cli import metrics
@@ -45,7 +45,9 @@ from dgn_cli.data.datasets import PairedFolderDataset
 from dgn_cli.data.gopro import discover
 from dgn_cli.engine import Engine, build_engine
 from dgn_cli.errors import CheckpointError, DgnError, InputError
+from dgn_cli.evaluation import Means, image_scores, score_items
 from dgn_cli.progress import Progress
+from dgn_cli.tensors import centre_frame, to_signed, to_unit
 
 ROW_BLURRY = "blurry input"
 ROW_BASELINE = "no depth (baseline)"
@@ -54,6 +56,7 @@ ROW_REFINED = "refined depth"
 ROW_REFERENCE = "reference depth"
 ROWS = (ROW_BLURRY, ROW_BASELINE, ROW_INITIAL, ROW_REFINED, ROW_REFERENCE)
 THIRDS = ("near", "middle", "far")
+DEPTH_ERROR = "depth error"  # the group of the per-image depth errors (not a row)
 NEAR, FAR = 2 / 3, 1 / 3
 DEFAULT_SYNTH_ROOT = Path("data/synth")
 
@@ -138,7 +141,7 @@ def baseline_engine(engine: Engine, weights: str, frames: int) -> tuple[Engine |
 # ------------------------------------------------------------------------------- metrics
 def to_255(image01: torch.Tensor) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1] -> 0-255 float64, rounded to 8-bit levels (metrics.to_255)."""
-    return metrics.to_255(image01.double() * 2.0 - 1.0)
+    return metrics.to_255(to_signed(image01.double()))
 
 
 def depth_thirds(depth: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -164,20 +167,12 @@ def psnr_by_thirds(
 
 def _score(pred01: torch.Tensor, sharp255: torch.Tensor, depth_ref: torch.Tensor | None) -> dict:
     pred255 = to_255(pred01)
-    score = {
-        "psnr": float(metrics.psnr(pred255, sharp255)[0]),
-        "ssim": float(metrics.ssim(pred255, sharp255)[0]),
-    }
+    score: dict[str, float | None] = {**image_scores(pred255, sharp255)}
     if depth_ref is not None:
         score.update(
             {f"psnr_{k}": v for k, v in psnr_by_thirds(pred255, sharp255, depth_ref).items()}
         )
     return score
-
-
-def _mean(values: list[float | None]) -> tuple[float | None, int]:
-    kept = [v for v in values if v is not None]
-    return (float(np.mean(kept)) if kept else None), len(kept)
 
 
 # ------------------------------------------------------------------------------- evaluation
@@ -192,13 +187,12 @@ class _Item:
 
 def _load(dataset: PairedFolderDataset, i: int) -> _Item:
     item = dataset[i]
-    frames = item["blur"].unsqueeze(0).add(1).mul(0.5)
-    c = dataset.frames // 2 * 3
+    frames = to_unit(item["blur"].unsqueeze(0))
     depth = item["depth"].unsqueeze(0) if "depth" in item else None
     return _Item(
         name=dataset.frame_name(i),
         frames=frames,
-        centre=frames[:, c : c + 3],
+        centre=centre_frame(frames, dataset.frames),
         sharp255=metrics.to_255(item["sharp"].unsqueeze(0)),
         depth=depth,
     )
@@ -240,10 +234,13 @@ def evaluate(
     if baseline is None:
         skipped.append({"name": ROW_BASELINE, "reason": baseline_note or "no baseline checkpoint"})
 
-    per_image = []
-    errors = {"initial_mae": [], "refined_mae": [], "initial_rmse": [], "refined_rmse": []}
+    depth_errors = ("initial_mae", "refined_mae", "initial_rmse", "refined_rmse")
+    means = {row: Means() for row in ROWS} | {DEPTH_ERROR: Means(depth_errors)}
     exact_depth = 0
-    for n, i in enumerate(indices):
+
+    def score_item(i: int) -> dict[str, dict[str, float | None]]:
+        """Every row's score of image i, and the depth errors."""
+        nonlocal exact_depth
         item = _load(dataset, i)
         if item.depth is not None:
             exact_depth += 1
@@ -256,37 +253,42 @@ def evaluate(
         if baseline is not None:
             out, _ = baseline.restore(item.frames)
             rows[ROW_BASELINE] = _score(out, item.sharp255, d_ref)
-        if uses_depth:
-            d_init = engine.estimate_depth(item.centre)
-            if bypass is not None:
-                out, _ = bypass.restore(item.frames, d_init, return_depth=False)
-                rows[ROW_INITIAL] = _score(out, item.sharp255, d_ref)
-            out, d_refined = engine.restore(item.frames, d_init)
-            rows[ROW_REFINED] = _score(out, item.sharp255, d_ref)
-            if bypass is not None:
-                out, _ = bypass.restore(item.frames, d_ref, return_depth=False)
-                rows[ROW_REFERENCE] = _score(out, item.sharp255, d_ref)
-            for key, d in (("initial", d_init), ("refined", d_refined)):
-                diff = (d.double() - d_ref.double()).abs()
-                errors[f"{key}_mae"].append(float(diff.mean()))
-                errors[f"{key}_rmse"].append(float(diff.pow(2).mean().sqrt()))
-        per_image.append({"name": item.name, "rows": rows})
-        if progress is not None:
-            progress(n + 1, len(indices))
+        if not uses_depth:
+            return rows
+        d_init = engine.estimate_depth(item.centre)
+        if bypass is not None:
+            out, _ = bypass.restore(item.frames, d_init, return_depth=False)
+            rows[ROW_INITIAL] = _score(out, item.sharp255, d_ref)
+        out, d_refined = engine.restore(item.frames, d_init)
+        rows[ROW_REFINED] = _score(out, item.sharp255, d_ref)
+        if bypass is not None:
+            out, _ = bypass.restore(item.frames, d_ref, return_depth=False)
+            rows[ROW_REFERENCE] = _score(out, item.sharp255, d_ref)
+        errors = {}
+        for key, d in (("initial", d_init), ("refined", d_refined)):
+            diff = (d.double() - d_ref.double()).abs()
+            errors[f"{key}_mae"] = float(diff.mean())
+            errors[f"{key}_rmse"] = float(diff.pow(2).mean().sqrt())
+        return {**rows, DEPTH_ERROR: errors}
+
+    per_item = score_items(indices, score_item, means, progress)
+    per_image = [
+        {"name": dataset.frame_name(i), "rows": {r: s for r, s in scores.items() if r in ROWS}}
+        for i, scores in zip(indices, per_item, strict=True)
+    ]
 
     quality = []
     for row in ROWS:
-        scores = [p["rows"][row] for p in per_image if row in p["rows"]]
-        if not scores:
+        row_means = means[row]
+        if row_means.items == 0:
             continue
         entry: dict = {"name": row}
         for key in ("psnr", "ssim"):
-            entry[key] = _mean([s[key] for s in scores])[0]
+            entry[key] = row_means.mean(key)
         for third in THIRDS:
-            value, count = _mean([s.get(f"psnr_{third}") for s in scores])
-            entry[f"psnr_{third}"] = value
-            entry[f"images_{third}"] = count
-        entry["images"] = len(scores)
+            entry[f"psnr_{third}"] = row_means.mean(f"psnr_{third}")
+            entry[f"images_{third}"] = row_means.count(f"psnr_{third}")
+        entry["images"] = row_means.items
         quality.append(entry)
 
     if exact_depth == len(indices):
@@ -299,7 +301,7 @@ def evaluate(
         reference = f"depth/ maps for {exact_depth} images, the rest estimated from the sharp frame"
     depth_error = None
     if uses_depth and per_image:
-        depth_error = {k: float(np.mean(v)) for k, v in errors.items()}
+        depth_error = {k: means[DEPTH_ERROR].mean(k) for k in depth_errors}
     return {
         "quality": quality,
         "per_image": per_image,

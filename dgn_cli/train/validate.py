@@ -10,7 +10,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dgn_cli import devices, distributed
-from dgn_cli.metrics import psnr, ssim, to_255
+from dgn_cli.evaluation import Means, image_scores, score_items
+from dgn_cli.metrics import to_255
 from dgn_cli.tensors import centre_frame, to_unit
 from dgn_cli.train.config import TrainConfig
 from dgn_cli.train.data_order import to_device
@@ -32,10 +33,8 @@ def validate(
     """Mean PSNR/SSIM (0-255, see metrics.py) of the restored image against the sharp one, or
     depth RMSE for the depth task; `loss` is the mean content (or depth) MSE. Each rank
     evaluates its share of the validation items; the sums are reduced over ranks."""
-    model.eval()
-    indices = list(range(len(dataset)))[info.rank :: info.world_size]
-    sums = torch.zeros(4, dtype=torch.float64)  # loss, psnr or rmse, ssim, count
-    for i in indices:
+
+    def score(i: int) -> dict[str, dict[str, float]]:
         batch = to_device(
             {k: v.unsqueeze(0) for k, v in dataset[i].items() if isinstance(v, torch.Tensor)},
             device,
@@ -45,27 +44,21 @@ def validate(
             if cfg.task == "depth":
                 pred = model(to_unit(centre_frame(batch["blur"], cfg.frames).float())).float()
                 mse = (pred - batch["depth"]).pow(2).mean().item()
-                sums += torch.tensor([mse, math.sqrt(mse), 0.0, 1.0], dtype=torch.float64)
-                continue
+                return {"val": {"loss": mse, "depth_rmse": math.sqrt(mse)}}
             # A fixed degradation per validation item, so runs are comparable.
             add_degraded_depth(batch, cfg, VAL_DEGRADE_SEED + i)
             out = model(batch["blur"], initial_depth(batch, cfg, estimator))
         image = out.image.float()
         mse = (image - batch["sharp"]).pow(2).mean().item()
         # On the device: SSIM's float64 window sums over a 1280x720 frame take seconds on a CPU.
-        restored, sharp = to_255(image), to_255(batch["sharp"])
-        sums += torch.tensor(
-            [mse, psnr(restored, sharp).item(), ssim(restored, sharp).item(), 1.0],
-            dtype=torch.float64,
-        )
+        return {"val": {"loss": mse, **image_scores(to_255(image), to_255(batch["sharp"]))}}
+
+    keys = ("loss", "depth_rmse") if cfg.task == "depth" else ("loss", "psnr", "ssim")
+    means = {"val": Means(keys)}  # created with its keys: a rank may have no items
+    model.eval()
+    score_items(list(range(len(dataset)))[info.rank :: info.world_size], score, means)
     model.train()
-    sums = distributed.all_reduce_sum(sums.to(device)).cpu()
-    n = max(1.0, sums[3].item())
-    if cfg.task == "depth":
-        return {"loss": sums[0].item() / n, "depth_rmse": sums[1].item() / n, "count": int(n)}
-    return {
-        "loss": sums[0].item() / n,
-        "psnr": sums[1].item() / n,
-        "ssim": sums[2].item() / n,
-        "count": int(n),
-    }
+    val = means["val"]
+    val.all_reduce(device)
+    n = max(1, val.items)  # an empty validation set reports zeros
+    return {**{key: val.sums[key] / n for key in keys}, "count": n}
