@@ -60,6 +60,14 @@ def recipe_default(name: str) -> str | bool:
     return shown[Recipe.fast.value] or False
 
 
+def recipe_option(flag: str, help: str | None = None, field: str | None = None) -> Any:
+    """The typer.Option of recipe field `field` (default: named after `flag`); its --help
+    default comes from the recipes."""
+    return typer.Option(
+        flag, help=help, show_default=recipe_default(field or flag[2:].replace("-", "_"))
+    )
+
+
 def _as_text(name: str, value: Any) -> str:
     """A TrainConfig value as the command line writes it ('' for unset, off or empty)."""
     if value is None or value is False or value == {}:
@@ -249,31 +257,15 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="run folder: checkpoint.pt, log.jsonl")],
         data: Annotated[
             str | None,
-            typer.Option(
-                "--data",
-                help="'synth' (generated on the fly) or a GOPRO-layout folder",
-                show_default=recipe_default("data"),
-            ),
+            recipe_option("--data", "'synth' (generated on the fly) or a GOPRO-layout folder"),
         ] = None,
-        task: Annotated[
-            Task | None,
-            typer.Option("--task", help="what to train", show_default=recipe_default("task")),
-        ] = None,
+        task: Annotated[Task | None, recipe_option("--task", "what to train")] = None,
         steps: Annotated[
             int | None,
-            typer.Option(
-                "--steps",
-                help="optimiser steps (paper: 600 GOPRO epochs = 315000)",
-                show_default=recipe_default("steps"),
-            ),
+            recipe_option("--steps", "optimiser steps (paper: 600 GOPRO epochs = 315000)"),
         ] = None,
         batch_size: Annotated[
-            int | None,
-            typer.Option(
-                "--batch-size",
-                help="per process (x GPUs under torchrun)",
-                show_default=recipe_default("batch_size"),
-            ),
+            int | None, recipe_option("--batch-size", "per process (x GPUs under torchrun)")
         ] = None,
         recipe: Annotated[
             Recipe,
@@ -284,146 +276,73 @@ def register(app: typer.Typer) -> None:
                 "Options given here override the recipe's values",
             ),
         ] = Recipe.fast,
-        crop: Annotated[
-            int | None,
-            typer.Option("--crop", help="training crop size", show_default=recipe_default("crop")),
-        ] = None,
-        lr: Annotated[
-            float | None,
-            typer.Option("--lr", help="peak learning rate", show_default=recipe_default("lr")),
-        ] = None,
+        crop: Annotated[int | None, recipe_option("--crop", "training crop size")] = None,
+        lr: Annotated[float | None, recipe_option("--lr", "peak learning rate")] = None,
         lr_final: Annotated[
-            float | None,
-            typer.Option(
-                "--lr-final", help="lr at the last step", show_default=recipe_default("lr_final")
-            ),
+            float | None, recipe_option("--lr-final", "lr at the last step")
         ] = None,
         weight_decay: Annotated[
-            float | None,
-            typer.Option(
-                "--weight-decay",
-                help="decoupled (AdamW), conv weights only",
-                show_default=recipe_default("weight_decay"),
-            ),
+            float | None, recipe_option("--weight-decay", "decoupled (AdamW), conv weights only")
         ] = None,
         lambda_c: Annotated[
-            float | None,
-            typer.Option(
-                "--lambda-c", help="content loss weight", show_default=recipe_default("lambda_c")
-            ),
+            float | None, recipe_option("--lambda-c", "content loss weight")
         ] = None,
         lambda_p: Annotated[
             float | None,
-            typer.Option(
-                "--lambda-p",
-                help="perceptual (VGG-19 conv3_3) weight; 0 = off",
-                show_default=recipe_default("lambda_p"),
-            ),
+            recipe_option("--lambda-p", "perceptual (VGG-19 conv3_3) weight; 0 = off"),
         ] = None,
         loss: Annotated[
-            str | None,
-            typer.Option(
-                "--loss",
-                help="content loss: mse | charbonnier",
-                show_default=recipe_default("loss"),
-            ),
+            str | None, recipe_option("--loss", "content loss: mse | charbonnier")
         ] = None,
         lambda_fft: Annotated[
-            float | None,
-            typer.Option(
-                "--lambda-fft",
-                help="frequency-domain L1 weight",
-                show_default=recipe_default("lambda_fft"),
-            ),
+            float | None, recipe_option("--lambda-fft", "frequency-domain L1 weight")
         ] = None,
         schedule: Annotated[
-            str | None,
-            typer.Option(
-                "--schedule",
-                help="paper (Eq. 10) | cosine (with warm-up)",
-                show_default=recipe_default("schedule"),
-            ),
+            str | None, recipe_option("--schedule", "paper (Eq. 10) | cosine (with warm-up)")
         ] = None,
         warmup: Annotated[
-            float | None,
-            typer.Option(
-                "--warmup",
-                help="cosine: warm-up, fraction of the steps",
-                show_default=recipe_default("warmup"),
-            ),
+            float | None, recipe_option("--warmup", "cosine: warm-up, fraction of the steps")
         ] = None,
         ema: Annotated[
-            float | None,
-            typer.Option(
-                "--ema",
-                help="EMA decay of the exported weights (0 = off)",
-                show_default=recipe_default("ema"),
-            ),
+            float | None, recipe_option("--ema", "EMA decay of the exported weights (0 = off)")
         ] = None,
         crop_bias: Annotated[
             float | None,
-            typer.Option(
-                "--crop-bias",
-                help="sample crops towards blur (extent maps); 0 = uniform",
-                show_default=recipe_default("crop_bias"),
-            ),
+            recipe_option("--crop-bias", "sample crops towards blur (extent maps); 0 = uniform"),
         ] = None,
         grad_clip: Annotated[
-            float | None,
-            typer.Option(
-                "--grad-clip",
-                help="clip the gradient norm to this; 0 = off",
-                show_default=recipe_default("grad_clip"),
-            ),
+            float | None, recipe_option("--grad-clip", "clip the gradient norm to this; 0 = off")
         ] = None,
         time_budget: Annotated[
             float | None,
-            typer.Option(
+            recipe_option(
                 "--time-budget",
-                help="train for this many seconds: the lr schedule, validation and the end "
+                "train for this many seconds: the lr schedule, validation and the end "
                 "follow the fraction of the budget elapsed; --steps becomes an upper bound",
-                show_default=recipe_default("time_budget"),
             ),
         ] = None,
         synth_render: Annotated[
             str | None,
-            typer.Option(
+            recipe_option(
                 "--synth-render",
-                help="--data synth: 'scene' (crop-sized scenes) or 'frame' (crops of whole "
+                "--data synth: 'scene' (crop-sized scenes) or 'frame' (crops of whole "
                 "1280x720 handheld frames rendered by --workers processes)",
-                show_default=recipe_default("synth_render"),
             ),
         ] = None,
         crops_per_frame: Annotated[
-            int | None,
-            typer.Option(
-                "--crops-per-frame",
-                help="--synth-render frame: crops per frame",
-                show_default=recipe_default("crops_per_frame"),
-            ),
+            int | None, recipe_option("--crops-per-frame", "--synth-render frame: crops per frame")
         ] = None,
         frame_size: Annotated[
             str | None,
-            typer.Option(
+            recipe_option(
                 "--frame-size",
-                help="--data synth: size of the validation frames and (--synth-render frame) "
+                "--data synth: size of the validation frames and (--synth-render frame) "
                 "of the rendered training frames, WIDTHxHEIGHT",
-                show_default=recipe_default("frame_size"),
             ),
         ] = None,
-        lambda_d: Annotated[
-            float | None,
-            typer.Option(
-                "--lambda-d", help="depth loss weight", show_default=recipe_default("lambda_d")
-            ),
-        ] = None,
+        lambda_d: Annotated[float | None, recipe_option("--lambda-d", "depth loss weight")] = None,
         lambda_grad: Annotated[
-            float | None,
-            typer.Option(
-                "--lambda-grad",
-                help="depth task: gradient-matching weight",
-                show_default=recipe_default("lambda_grad"),
-            ),
+            float | None, recipe_option("--lambda-grad", "depth task: gradient-matching weight")
         ] = None,
         widths: Annotated[
             str | None,
@@ -438,51 +357,37 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--config", help="model config override KEY=VALUE (repeatable)"),
         ] = None,
-        photos: Annotated[
-            str | None,
-            typer.Option(
-                "--photos", help="photos for --data synth", show_default=recipe_default("photos")
-            ),
-        ] = None,
+        photos: Annotated[str | None, recipe_option("--photos", "photos for --data synth")] = None,
         depth_model: Annotated[
             str | None,
-            typer.Option(
+            recipe_option(
                 "--depth-model",
-                help="frozen estimator for the initial depth D_b, 'exact', or 'degraded' (exact "
+                "frozen estimator for the initial depth D_b, 'exact', or 'degraded' (exact "
                 "depth with an estimator's errors)",
-                show_default=recipe_default("depth_model"),
             ),
         ] = None,
-        seed: Annotated[
-            int | None, typer.Option("--seed", show_default=recipe_default("seed"))
-        ] = None,
-        val_count: Annotated[
-            int | None,
-            typer.Option(
-                "--val-count", help="validation images", show_default=recipe_default("val_count")
-            ),
-        ] = None,
+        seed: Annotated[int | None, recipe_option("--seed")] = None,
+        val_count: Annotated[int | None, recipe_option("--val-count", "validation images")] = None,
         synth_length: Annotated[
             int | None,
-            typer.Option(
-                "--synth-scenes",
-                help="--data synth: number of distinct training scenes",
-                show_default=recipe_default("synth_length"),
+            recipe_option(
+                "--synth-scenes", "--data synth: number of distinct training scenes", "synth_length"
             ),
         ] = None,
         synth_cache: Annotated[
             bool | None,
-            typer.Option(
+            recipe_option(
                 "--cache-scenes",
-                help="keep scenes in memory: --data synth renders each once (use with "
+                "keep scenes in memory: --data synth renders each once (use with "
                 "--workers 0 and a modest --synth-scenes); a folder decodes each frame once",
+                "synth_cache",
             ),
         ] = None,
         init: Annotated[
             str | None,
-            typer.Option(
+            recipe_option(
                 "--init",
-                help="start from these weights (registry name or file) and fine-tune; "
+                "start from these weights (registry name or file) and fine-tune; "
                 "same task and widths",
             ),
         ] = None,
