@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 
 from dgn_cli import distributed, metrics
+from dgn_cli.progress import Progress
 
 Scores = Mapping[str, float | None]
 
@@ -71,7 +72,7 @@ def score_items(
     indices: Sequence[int],
     score_item: Callable[[int], Mapping[str, Scores]],
     means: dict[str, Means],
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[Mapping[str, Scores]]:
     """Score the items `indices` in order. score_item(i) gives scores by group, e.g. one
     group per model evaluated ({"refined depth": {"psnr": ..., "ssim": ...}, ...}); each

@@ -27,6 +27,7 @@ from dgn_cli.commands.common import (
     QuietOpt,
     cli_errors,
     err_console,
+    parse_size,
     print_json,
 )
 from dgn_cli.errors import InputError
@@ -103,17 +104,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    try:
-        size = (int(w), int(h))
-    except ValueError:
-        size = (0, 0)
-    if not sep or min(size) < 8:
-        raise typer.BadParameter(f"{text!r}: give WIDTHxHEIGHT, e.g. 1280x720")
-    return size
-
-
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
@@ -121,7 +111,7 @@ def _plain(value: Any) -> Any:
 # Recipe options given as text on the command line, and what they become in TrainConfig.
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "widths": lambda text: parse_widths(text) if text else None,
-    "frame_size": lambda text: _parse_size(text) if text else None,
+    "frame_size": lambda text: parse_size(text, minimum=8) if text else None,
     "model_overrides": lambda items: parse_overrides(items or []),
 }
 

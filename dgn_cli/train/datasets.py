@@ -7,7 +7,6 @@ GOPRO-layout folder; `--synth-render frame` draws crops from a pool of rendered 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from torch.utils.data import Dataset, Subset
 from dgn_cli import distributed
 from dgn_cli.data.render_pool import FramePool
 from dgn_cli.errors import InputError
+from dgn_cli.progress import Progress
 from dgn_cli.train.config import DEGRADED_DEPTH, EXACT_DEPTH, RunOptions, TrainConfig
 
 VAL_SEED_OFFSET = 1_000_003  # synthetic validation draws from its own seed range
@@ -27,7 +27,7 @@ def build_datasets(
     run: RunOptions,
     depth_estimator: nn.Module | None,
     info: distributed.DistInfo | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Dataset, Dataset]:
     """(train, validation) datasets for `cfg.data`.
 

@@ -46,7 +46,7 @@ from dgn_cli.train.state import (
     CHECKPOINT_NAME,
     LOG_NAME,
     JsonLog,
-    Progress,
+    Position,
     StopFlag,
     load_checkpoint,
     restore,
@@ -104,7 +104,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
     optimizer = build_optimizer(model, cfg)
-    start, init_from = Progress(), None
+    start, init_from = Position(), None
     if payload is not None:
         start = restore(payload, model, optimizer)
         log.truncate_after(start.step)

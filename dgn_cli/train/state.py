@@ -102,7 +102,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 @dataclass
-class Progress:
+class Position:
     """Where a run stands: the next step, the loop's wall time so far, the last metrics."""
 
     step: int = 0
@@ -111,12 +111,12 @@ class Progress:
     loss: float = math.nan
 
 
-def restore(payload: dict[str, Any], model: nn.Module, optimizer) -> Progress:
+def restore(payload: dict[str, Any], model: nn.Module, optimizer) -> Position:
     """Put a checkpoint's weights, optimiser state and RNG states back; where it stood."""
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     set_rng_state(payload["rng"])
-    return Progress(
+    return Position(
         step=int(payload["step"]),
         wall_time_s=float(payload.get("wall_time_s", 0.0)),
         val=dict(payload.get("val", {})),
