@@ -15,6 +15,7 @@ Modules, each one concern:
     data_order   step_batches: a step's samples are a pure function of (seed, step)
     state        RNG states, the checkpoint, the log, the Ctrl-C flag
     checkpoint   checkpoint files with a checksum inside, the previous one kept
+    step         the module a step calls (DDP, torch.compile) and the flags ranks agree on
     meter        the log's train records (mean loss terms, throughput, ETA)
     health       what stops a run going wrong (dead units, divergence, non-finite values)
     validate     PSNR/SSIM (depth RMSE) on the validation set

@@ -161,11 +161,8 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
             )
             emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
 
-    if budget is not None and isinstance(val_set, SynthDataset):
-        # Render the validation frames now, outside the budget (setup_s), so a validation's
-        # time inside the budget is the model's alone and the reserve for the last one holds.
-        for i in range(info.rank, len(val_set), info.world_size):
-            val_set[i]
+    if budget is not None:
+        _render_validation_frames(val_set, info)
     global_batch = cfg.batch_size * info.world_size
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -308,6 +305,15 @@ def _time_budget(
         return None
     val_every = time_budget.VAL_EVERY_FRACTION if run.val_every > 0 else 0.0
     return time_budget.TimeBudget(cfg.time_budget, elapsed_before, val_every)
+
+
+def _render_validation_frames(val_set: Dataset, info: distributed.DistInfo) -> None:
+    """Render this rank's synthetic validation frames now, outside a time budget (setup_s), so
+    a validation's time inside the budget is the model's alone and the reserve for the last
+    one holds. The dataset caches them."""
+    if isinstance(val_set, SynthDataset):
+        for i in range(info.rank, len(val_set), info.world_size):
+            val_set[i]
 
 
 def _loss_and_estimator(
