@@ -1,7 +1,8 @@
-"""Shared fixtures: tiny models and their checkpoints, untrained weights, photos.
+"""Shared fixtures: tiny models and their checkpoints, an offline Hugging Face cache, photos.
 
 The tiny sizes themselves are in tiny.py (one definition)."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -139,3 +140,38 @@ def photos(tmp_path_factory):
         img = (img - img.min()) / (img.max() - img.min())
         cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
     return folder
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache (HF_HUB_CACHE), offline (HF_HUB_OFFLINE=1), and no
+    DGN_WEIGHTS_DIR: checkpoint resolution sees only the repository's weights/ and this."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DGN_WEIGHTS_DIR", raising=False)
+    return cache
+
+
+@pytest.fixture
+def hub_file(hf_cache):
+    """`hub_file(repo_id, filename, revision, data, blob_name=None, ref="main") -> path`: lay out
+    one file in `hf_cache` as huggingface_hub's cache does: blobs/<etag> (default: the
+    sha256 of `data`, as for an LFS file) + snapshots/<revision>/<filename> linking to it, and
+    refs/<ref> naming `revision` (ref=None: no ref, as a download pinned to a commit leaves)."""
+
+    def add(repo_id, filename, revision, data, blob_name=None, ref="main") -> Path:
+        repo = hf_cache / f"models--{repo_id.replace('/', '--')}"
+        blob = repo / "blobs" / (blob_name or hashlib.sha256(data).hexdigest())
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / revision / filename
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(blob)
+        if ref is not None:
+            (repo / "refs").mkdir(exist_ok=True)
+            (repo / "refs" / ref).write_text(revision)
+        return link
+
+    return add
