@@ -5,9 +5,9 @@ import json
 import subprocess
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
+from test_cli_video import frames_of
 from typer.testing import CliRunner
 
 from dgn_cli.cli import app
@@ -43,13 +43,6 @@ def write_lossless(path: Path, frames: list[np.ndarray], fps: int = 24) -> Path:
     args += ["-s", f"{W}x{H}", "-framerate", str(fps), "-i", "pipe:0", "-c:v", "ffv1"]
     subprocess.run([*args, str(path)], input=b"".join(f.tobytes() for f in frames), check=True)
     return path
-
-
-def frames_of(path: Path) -> np.ndarray:
-    gen = imageio_ffmpeg.read_frames(str(path))
-    meta = next(gen)
-    w, h = meta["size"]
-    return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen])
 
 
 # ----------------------------------------------------------------------------- pure parts
