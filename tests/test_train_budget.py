@@ -154,6 +154,7 @@ def test_compile_that_fails_falls_back_to_eager(tmp_path, monkeypatch):
     assert "compile_fallback" in log and "no compiler here" in log
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_agree_on_a_budgeted_run(photos, tmp_path, tiny_train_args):
     """Under torchrun the ranks' clocks differ: the lr, the validations and the last step are
     agreed through the per-step all-reduce, so the weights stay identical."""

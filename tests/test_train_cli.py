@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -26,6 +27,7 @@ def args(photos, out, *extra, steps=3):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_train_synth_resume_and_export(photos, tmp_path, tiny_train_args):
     out = tmp_path / "run"
     result = runner.invoke(app, [*args(photos, out, "--json"), *tiny_train_args()])
@@ -65,6 +67,7 @@ def test_train_synth_resume_and_export(photos, tmp_path, tiny_train_args):
     assert bad.exit_code == 1 and "--lr" in bad.output
 
 
+@pytest.mark.slow
 def test_depth_task_exports_the_estimator_that_the_image_task_then_uses(
     photos, tmp_path, tiny_train_args
 ):
@@ -83,6 +86,7 @@ def test_depth_task_exports_the_estimator_that_the_image_task_then_uses(
     assert json.loads(result.stdout)["step"] == 2
 
 
+@pytest.mark.slow
 def test_video_task_from_the_cli(photos, tmp_path, tiny_train_args):
     result = runner.invoke(
         app, [*args(photos, tmp_path / "video", "--task", "video", steps=2), *tiny_train_args()]
@@ -105,6 +109,7 @@ def test_bad_inputs_exit_1(tmp_path):
     assert result.exit_code == 1 and "no checkpoint" in result.output
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_end_with_identical_weights(photos, tmp_path, tiny_train_args):
     out = tmp_path / "ddp"
     cmd = [
