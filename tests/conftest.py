@@ -1,9 +1,14 @@
-"""Shared fixtures: tiny model configs, offline Hub, deterministic seeds."""
+"""Shared fixtures: tiny models and their checkpoints, an offline Hugging Face cache, photos.
 
+The tiny sizes themselves are in tiny.py (one definition)."""
+
+import hashlib
 import os
+from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY, TINY_DEPTH, train_args
 
 # No test may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -25,18 +30,78 @@ def tiny_config():
     from dgn_cli.models import DGNConfig
 
     def make(**overrides):
-        base = dict(
-            widths=(4, 8, 8),
-            blocks_per_scale=1,
-            bottom_blocks=1,
-            sft_chs=4,
-            baseline_extra_blocks=1,
-            baseline_extra_mid_chs=8,
-        )
-        base.update(overrides)
-        return DGNConfig(**base)
+        return DGNConfig(**{**TINY, **overrides})
 
     return make
+
+
+@pytest.fixture
+def tiny_depth_net():
+    """The tiny SmallDepthNet (random weights from torch's global generator)."""
+    from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+
+    def make(**overrides):
+        return SmallDepthNet(SmallDepthConfig(**{**TINY_DEPTH, **overrides}))
+
+    return make
+
+
+class TinyCheckpoints:
+    """Tiny checkpoints written once per session, each from `torch.manual_seed(0)`:
+
+    image, video               DGN (frames 1 / 5) with a random Conv24 in each branch
+                               (`randomize_outputs`): the output differs from the input
+    identity, identity-video   fresh DGN (frames 1 / 5): output = input exactly, D_r = D_b
+    baseline                   fresh baseline variant (no depth branch): output = input
+    depth                      the tiny SmallDepthNet
+
+    Shared by every test: read them, never write into their folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __getitem__(self, name: str) -> Path:
+        return self.folder / f"{name}.safetensors"
+
+    def args(self, name: str = "image") -> list[str]:
+        """Options for the `name` DGN and the depth net, on the CPU in fp32 (bf16 on a CPU
+        compiles kernels per shape)."""
+        return [
+            "--weights", str(self[name]), "--depth-model", str(self["depth"]),
+            "--device", "cpu", "--precision", "fp32",
+        ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """The TinyCheckpoints; torch's global generator is left as it was."""
+    from dgn_cli import checkpoints
+    from dgn_cli.models import DGN, DGNConfig
+    from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+    from dgn_cli.models.dgn import randomize_outputs
+
+    saved = TinyCheckpoints(tmp_path_factory.mktemp("tiny-checkpoints"))
+    dgns = {
+        "image": lambda: randomize_outputs(DGN(DGNConfig(**TINY))),
+        "video": lambda: randomize_outputs(DGN(DGNConfig(frames=5, **TINY))),
+        "identity": lambda: DGN(DGNConfig(**TINY)),
+        "identity-video": lambda: DGN(DGNConfig(frames=5, **TINY)),
+        "baseline": lambda: DGN(DGNConfig(variant="baseline", **TINY)),
+    }
+    with torch.random.fork_rng(devices=[]):
+        for name, make in dgns.items():
+            torch.manual_seed(0)
+            checkpoints.save_dgn(make(), saved[name])
+        torch.manual_seed(0)
+        checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(**TINY_DEPTH)), saved["depth"])
+    return saved
+
+
+@pytest.fixture
+def tiny_train_args():
+    """`tiny_train_args(task="image")`: the `dgn train` options (--widths, --config KEY=VALUE)
+    of the tiny DGN, or of the tiny depth net for task="depth"."""
+    return lambda task="image": train_args(TINY_DEPTH if task == "depth" else TINY)
 
 
 @pytest.fixture
@@ -75,3 +140,38 @@ def photos(tmp_path_factory):
         img = (img - img.min()) / (img.max() - img.min())
         cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
     return folder
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache (HF_HUB_CACHE), offline (HF_HUB_OFFLINE=1), and no
+    DGN_WEIGHTS_DIR: checkpoint resolution sees only the repository's weights/ and this."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DGN_WEIGHTS_DIR", raising=False)
+    return cache
+
+
+@pytest.fixture
+def hub_file(hf_cache):
+    """`hub_file(repo_id, filename, revision, data, blob_name=None, ref="main") -> path`: lay out
+    one file in `hf_cache` as huggingface_hub's cache does: blobs/<etag> (default: the
+    sha256 of `data`, as for an LFS file) + snapshots/<revision>/<filename> linking to it, and
+    refs/<ref> naming `revision` (ref=None: no ref, as a download pinned to a commit leaves)."""
+
+    def add(repo_id, filename, revision, data, blob_name=None, ref="main") -> Path:
+        repo = hf_cache / f"models--{repo_id.replace('/', '--')}"
+        blob = repo / "blobs" / (blob_name or hashlib.sha256(data).hexdigest())
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / revision / filename
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(blob)
+        if ref is not None:
+            (repo / "refs").mkdir(exist_ok=True)
+            (repo / "refs" / ref).write_text(revision)
+        return link
+
+    return add

@@ -12,12 +12,10 @@ from typer.testing import CliRunner
 
 from dgn_cli.benchmark import quality as bq
 from dgn_cli.benchmark import speed as bench
-from dgn_cli.checkpoints import save_depth_net, save_dgn
 from dgn_cli.cli import app
 from dgn_cli.commands.common import parse_size
 from dgn_cli.engine import Engine, EngineConfig
 from dgn_cli.models import DGN, parameter_counts
-from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 
 runner = CliRunner()
 W, H = 48, 40  # three 16-px column bands: far | middle | near
@@ -30,30 +28,10 @@ def psnr_db(mse: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Tiny DGN, baseline and depth checkpoints."""
-    from dgn_cli.models import DGNConfig
-
-    tiny = dict(
-        widths=(4, 8, 8),
-        blocks_per_scale=1,
-        bottom_blocks=1,
-        sft_chs=4,
-        baseline_extra_blocks=1,
-        baseline_extra_mid_chs=8,
-    )
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    dgn = DGN(DGNConfig(**tiny))
-    base = DGN(DGNConfig(variant="baseline", **tiny))
-    paths = {
-        "dgn": save_dgn(dgn, folder / "tiny.safetensors"),
-        "baseline": save_dgn(base, folder / "tiny-baseline.safetensors"),
-        "depth": save_depth_net(
-            SmallDepthNet(SmallDepthConfig(widths=(4, 8))), folder / "depth.safetensors"
-        ),
-    }
-    return {k: str(v) for k, v in paths.items()}
+def models(tiny_checkpoints):
+    """Tiny DGN, baseline (both fresh: output = input) and depth checkpoints."""
+    names = {"dgn": "identity", "baseline": "baseline", "depth": "depth"}
+    return {k: str(tiny_checkpoints[name]) for k, name in names.items()}
 
 
 def _sign_pattern(h: int, w: int) -> np.ndarray:
@@ -108,7 +86,8 @@ def test_known_noise_gives_known_psnr_and_identical_gives_ssim_1():
 
 
 def test_ssim_agrees_with_an_independent_scipy_computation():
-    ndimage = pytest.importorskip("scipy.ndimage")
+    from scipy import ndimage  # in the test extra: a missing scipy fails here, never skips
+
     rng = np.random.default_rng(1)
     a = cv2.GaussianBlur(rng.random((40, 48, 3)), (0, 0), 2) * 255
     b = np.clip(a + rng.normal(0, 12, a.shape), 0, 255)
@@ -183,7 +162,7 @@ def test_summarize_and_parse_size():
 
 
 # --------------------------------------------------------------------------- CLI: sizes, timing
-def test_params_only_totals_are_the_sum_of_the_components(models):
+def test_params_only_totals_are_the_sum_of_the_components(models, tiny_depth_net):
     result = invoke(
         "--weights", models["dgn"], "--depth-model", models["depth"], "--params-only",
         "--size", "64x48", "--json",
@@ -196,9 +175,7 @@ def test_params_only_totals_are_the_sum_of_the_components(models):
     dgn_counts = parameter_counts(DGN(_config_of(models["dgn"])))
     assert counts["refinement"] == dgn_counts["refinement"] > 0
     assert counts["deblurring"] == dgn_counts["deblurring"] > 0
-    assert counts["depth_estimator"] == sum(
-        p.numel() for p in SmallDepthNet(SmallDepthConfig(widths=(4, 8))).parameters()
-    )
+    assert counts["depth_estimator"] == sum(p.numel() for p in tiny_depth_net().parameters())
     assert doc["gmacs"]["total"] == pytest.approx(sum(doc["gmacs"][c] for c in bench.COMPONENTS))
     assert doc["timing_ms"] is None
 
@@ -334,11 +311,10 @@ def test_synth_without_the_split_names_the_command(models, tmp_path):
     assert f"dgn data synth {tmp_path / 'nosynth'} --photos" in " ".join(result.output.split())
 
 
-def test_tiled_timing_of_a_video_model(tmp_path, tiny_config, models):
-    torch.manual_seed(0)
-    video = save_dgn(DGN(tiny_config(frames=5)), tmp_path / "video.safetensors")
+def test_tiled_timing_of_a_video_model(tiny_checkpoints, models):
     result = invoke(
-        "--weights", str(video), "--depth-model", models["depth"], "--size", "128x96",
+        "--weights", str(tiny_checkpoints["identity-video"]), "--depth-model", models["depth"],
+        "--size", "128x96",
         "--runs", "1", "--warmup", "0", "--tile", "64", "--tile-overlap", "8", "--json",
     )  # fmt: skip
     doc = json.loads(result.stdout)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dgn_cli import blend, checkpoints
+from dgn_cli import blend
 from dgn_cli.api import Deblurrer
 from dgn_cli.cli import app
 from dgn_cli.engine import Engine, EngineConfig
 from dgn_cli.models import DGN
-from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
+from dgn_cli.models.depth import DepthEstimator
 from dgn_cli.models.dgn import randomize_outputs
 
 runner = CliRunner()
@@ -125,30 +125,11 @@ def test_temporal_depth_steadies_the_estimator_part():
     assert blend.temporal_depth(refined, frames[2], frames[2:3]) is refined
 
 
-@pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    from dgn_cli.models import DGNConfig
-
-    torch.manual_seed(0)
-    cfg = DGNConfig(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4, frames=1)
-    checkpoints.save_dgn(randomize_outputs(DGN(cfg)), d / "image.safetensors")
-    cfg5 = DGNConfig(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4, frames=5)
-    checkpoints.save_dgn(randomize_outputs(DGN(cfg5)), d / "video.safetensors")
-    checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), d / "depth.st")
-    return d
-
-
-def _args(d, kind="image"):
-    return ["--weights", str(d / f"{kind}.safetensors"), "--depth-model", str(d / "depth.st"),
-            "--device", "cpu", "--precision", "fp32"]  # fmt: skip
-
-
-def test_cli_image_strength_mask_and_four_panel_compare(tmp_path, tiny_files):
+def test_cli_image_strength_mask_and_four_panel_compare(tmp_path, tiny_checkpoints):
     image, _, _ = scene()
     src = tmp_path / "in.png"
     cv2.imwrite(str(src), image[:, :, ::-1])
-    a = _args(tiny_files)
+    a = tiny_checkpoints.args("image")
     r = runner.invoke(app, ["deblur-image", str(src), "-o", str(tmp_path / "s0.png"),
                             "--strength", "0", *a])  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -169,7 +150,7 @@ def test_cli_image_strength_mask_and_four_panel_compare(tmp_path, tiny_files):
     assert r.exit_code != 0 and "--keep-background" in r.output
 
 
-def test_cli_video_mask_per_frame_and_three_panel_compare(tmp_path, tiny_files):
+def test_cli_video_mask_per_frame_and_three_panel_compare(tmp_path, tiny_checkpoints):
     from test_cli_video import frames_of, make_clip
 
     from dgn_cli.video.probe import probe
@@ -177,17 +158,17 @@ def test_cli_video_mask_per_frame_and_three_panel_compare(tmp_path, tiny_files):
     src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
     out = tmp_path / "out.mp4"
     r = runner.invoke(app, ["deblur-video", str(src), "-o", str(out), "--keep-background",
-                            "--compare", "-q", *_args(tiny_files, "video")])  # fmt: skip
+                            "--compare", "-q", *tiny_checkpoints.args("video")])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert len(frames_of(out)) == 12
     cmp = probe(tmp_path / "out.compare.mp4")
     assert (cmp.width, cmp.height) == (3 * 64 + 2 * 8, 48)
     r = runner.invoke(app, ["deblur-video", str(src), "-o", str(tmp_path / "s0.mp4"),
                             "--strength", "0", "--crf", "0", "-q",
-                            *_args(tiny_files, "video")])  # fmt: skip
+                            *tiny_checkpoints.args("video")])  # fmt: skip
     assert r.exit_code == 0, r.output
     plain = runner.invoke(app, ["deblur-video", str(src), "-o", str(tmp_path / "p.mp4"),
-                                "--crf", "0", "-q", *_args(tiny_files, "video")])  # fmt: skip
+                                "--crf", "0", "-q", *tiny_checkpoints.args("video")])  # fmt: skip
     assert plain.exit_code == 0
     src_frames = frames_of(src).astype(int)
     d0 = np.abs(frames_of(tmp_path / "s0.mp4").astype(int) - src_frames).mean()

@@ -20,8 +20,6 @@ from dgn_cli.models import DGN
 from dgn_cli.models.depth import (
     DepthEstimator,
     MegaDepthHourglass,
-    SmallDepthConfig,
-    SmallDepthNet,
 )
 
 
@@ -109,8 +107,10 @@ def test_depth_anything_checkpoint_in_a_params_wrapper(tmp_path):
     assert estimator.kind == "depth-anything-v2"
 
 
-def test_small_depth_net_round_trip_by_path_and_by_name(tmp_path, monkeypatch, untrained_weights):
-    net = SmallDepthNet(SmallDepthConfig(widths=(4, 8)))
+def test_small_depth_net_round_trip_by_path_and_by_name(
+    tmp_path, monkeypatch, untrained_weights, tiny_depth_net
+):
+    net = tiny_depth_net()
     path = save_depth_net(net, tmp_path / "dgn-depth-small.safetensors", {"steps": 3})
     loaded = load_depth_estimator(path)
     image = torch.rand(1, 3, 17, 23)

@@ -21,37 +21,6 @@ from dgn_cli.registry import get_entry, load_manifest, weights_dir
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
-def fake_hub_file(
-    cache: Path,
-    repo_id: str,
-    filename: str,
-    revision: str,
-    data: bytes,
-    blob_name: str | None = None,
-) -> Path:
-    """Lay out one file as huggingface_hub's cache does: blobs/<etag> + snapshots/<rev>/<file>."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    blob = repo / "blobs" / (blob_name or hashlib.sha256(data).hexdigest())
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(data)
-    link = repo / "snapshots" / revision / filename
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(blob)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(revision)
-    return link
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("DGN_WEIGHTS_DIR", raising=False)
-    return cache
-
-
 def _manifest(tmp_path: Path, **overrides) -> Path:
     entry = {
         "name": "toy-depth",
@@ -109,20 +78,20 @@ def test_an_unknown_name_lists_the_known_ones():
         resolve_checkpoint("nope")
 
 
-def test_a_name_of_another_kind_is_refused(hub_cache):
+def test_a_name_of_another_kind_is_refused(hf_cache):
     with pytest.raises(CheckpointError, match="is a vgg checkpoint, not depth"):
         resolve_checkpoint("vgg19", kind="depth")
 
 
-def test_resolves_through_the_hub_cache_and_checks_the_lfs_sha(tmp_path, hub_cache):
+def test_resolves_through_the_hub_cache_and_checks_the_lfs_sha(tmp_path, hub_file):
     data = b"toy weights"
-    link = fake_hub_file(hub_cache, "someone/toy", "toy.pth", REVISION, data)
+    link = hub_file("someone/toy", "toy.pth", REVISION, data)
     assert resolve_checkpoint("toy-depth", manifest=_manifest(tmp_path)) == link
 
 
-def test_a_pinned_sha256_is_checked_for_cached_files(tmp_path, hub_cache):
+def test_a_pinned_sha256_is_checked_for_cached_files(tmp_path, hub_file):
     data = b"toy weights"
-    link = fake_hub_file(hub_cache, "someone/toy", "toy.pth", REVISION, data)
+    link = hub_file("someone/toy", "toy.pth", REVISION, data)
     pinned = _manifest(tmp_path, sha256=hashlib.sha256(data).hexdigest())
     assert resolve_checkpoint("toy-depth", manifest=pinned) == link
     wrong = _manifest(tmp_path, sha256="0" * 64)
@@ -130,16 +99,15 @@ def test_a_pinned_sha256_is_checked_for_cached_files(tmp_path, hub_cache):
         resolve_checkpoint("toy-depth", manifest=wrong)
 
 
-def test_a_cached_file_whose_content_differs_from_its_hub_digest_is_refused(tmp_path, hub_cache):
-    fake_hub_file(hub_cache, "someone/toy", "toy.pth", REVISION, b"tampered", blob_name="a" * 64)
+def test_a_cached_file_whose_content_differs_from_its_hub_digest_is_refused(tmp_path, hub_file):
+    hub_file("someone/toy", "toy.pth", REVISION, b"tampered", blob_name="a" * 64)
     with pytest.raises(CheckpointError, match="does not match a{64}.*dgn weights fetch toy-depth"):
         resolve_checkpoint("toy-depth", manifest=_manifest(tmp_path))
 
 
-def test_the_real_entry_refuses_a_cached_file_that_is_not_the_published_one(hub_cache):
+def test_the_real_entry_refuses_a_cached_file_that_is_not_the_published_one(hub_file):
     entry = get_entry("depth-anything-v2-small")
-    fake_hub_file(
-        hub_cache,
+    hub_file(
         entry.source.repo_id,
         entry.source.filename,
         entry.source.revision,
@@ -149,19 +117,19 @@ def test_the_real_entry_refuses_a_cached_file_that_is_not_the_published_one(hub_
         resolve_checkpoint("depth-anything-v2-small")
 
 
-def test_offline_and_missing_gives_one_clear_line(hub_cache):
+def test_offline_and_missing_gives_one_clear_line(hf_cache):
     with pytest.raises(CheckpointError) as info:
         resolve_checkpoint("depth-anything-v2-small", kind="depth")
     message = str(info.value)
     assert "\n" not in message
     assert "'depth-anything-v2-small'" in message
-    assert str(hub_cache) in message and "HF_HUB_OFFLINE" in message
+    assert str(hf_cache) in message and "HF_HUB_OFFLINE" in message
     assert (
         "dgn weights fetch depth-anything-v2-small" in message and "--depth-model PATH" in message
     )
 
 
-def test_offline_never_imports_a_download(hub_cache, monkeypatch):
+def test_offline_never_imports_a_download(hf_cache, monkeypatch):
     def boom(entry):
         raise AssertionError("must not download when HF_HUB_OFFLINE=1")
 
@@ -170,20 +138,20 @@ def test_offline_never_imports_a_download(hub_cache, monkeypatch):
         resolve_checkpoint("vgg19")
 
 
-def test_online_downloads_at_the_pinned_revision_and_verifies(tmp_path, hub_cache, monkeypatch):
+def test_online_downloads_at_the_pinned_revision_and_verifies(tmp_path, hub_file, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     calls = []
 
     def fake_download(entry):
         calls.append(entry.source.revision)
-        return fake_hub_file(hub_cache, "someone/toy", "toy.pth", REVISION, b"downloaded")
+        return hub_file("someone/toy", "toy.pth", REVISION, b"downloaded")
 
     monkeypatch.setattr(checkpoints, "_download", fake_download)
     path = resolve_checkpoint("toy-depth", manifest=_manifest(tmp_path))
     assert calls == [REVISION] and path.read_bytes() == b"downloaded"
 
 
-def test_untrained_and_manual_entries_say_how_to_get_them(hub_cache, untrained_weights):
+def test_untrained_and_manual_entries_say_how_to_get_them(hf_cache, untrained_weights):
     with pytest.raises(
         CheckpointError, match="not trained yet.*dgn train --export dgn-image.*--weights PATH"
     ):
@@ -194,7 +162,7 @@ def test_untrained_and_manual_entries_say_how_to_get_them(hub_cache, untrained_w
         resolve_checkpoint("megadepth")
 
 
-def test_a_file_in_dgn_weights_dir_is_found_first(tmp_path, hub_cache, monkeypatch):
+def test_a_file_in_dgn_weights_dir_is_found_first(tmp_path, hf_cache, monkeypatch):
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "best_generalization_net_G.pth").write_bytes(b"x")
@@ -225,10 +193,10 @@ def test_add_manifest_entry_adds_and_replaces_atomically(tmp_path):
     assert list(load_manifest(path)) == ["toy-depth", "dgn-mine"]
 
 
-def test_a_pinned_file_cached_at_main_by_another_tool_is_used(tmp_path, hub_cache):
+def test_a_pinned_file_cached_at_main_by_another_tool_is_used(tmp_path, hub_file):
     data = b"toy weights"
     other_revision = "f" * 40  # `main` as another tool fetched it (refs/main points here)
-    link = fake_hub_file(hub_cache, "someone/toy", "toy.pth", other_revision, data)
+    link = hub_file("someone/toy", "toy.pth", other_revision, data)
     pinned = _manifest(tmp_path, sha256=hashlib.sha256(data).hexdigest())
     assert resolve_checkpoint("toy-depth", manifest=pinned) == link
     moved_on = _manifest(tmp_path, sha256="0" * 64)  # main now holds other content: not ours

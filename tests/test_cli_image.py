@@ -9,44 +9,22 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from dgn_cli import checkpoints
 from dgn_cli.cli import app
-from dgn_cli.models import DGN, DGNConfig
-from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
-from dgn_cli.models.dgn import randomize_outputs
 
 runner = CliRunner()
 RNG = np.random.default_rng(0)
-TINY = dict(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
-
-
-def save_tiny(folder, identity: bool):
-    """Tiny DGN + depth checkpoints; `identity` zeroes the deblurring branch's last conv so the
-    output equals the input (to test the I/O path exactly)."""
-    torch.manual_seed(0)
-    dgn = randomize_outputs(DGN(DGNConfig(**TINY)))  # a fresh DGN is the identity
-    if identity:
-        torch.nn.init.zeros_(dgn.deblur.net.conv24.weight)
-        torch.nn.init.zeros_(dgn.deblur.net.conv24.bias)
-    name = "identity" if identity else "tiny"
-    checkpoints.save_dgn(dgn, folder / f"{name}.safetensors")
-    net = SmallDepthNet(SmallDepthConfig(widths=(4, 8)))
-    checkpoints.save_depth_net(net, folder / "depth.safetensors")
-    return [
-        "--weights", str(folder / f"{name}.safetensors"),
-        "--depth-model", str(folder / "depth.safetensors"),
-        "--device", "cpu", "--precision", "fp32",  # (bf16 on CPU compiles kernels per shape)
-    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def identity(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("ckpt"), identity=True)
+def identity(tiny_checkpoints):
+    """Options for a DGN whose output equals its input (to test the I/O path exactly)."""
+    return tiny_checkpoints.args("identity")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("ckpt"), identity=False)
+def tiny(tiny_checkpoints):
+    """Options for a DGN with a random last conv: it changes its input."""
+    return tiny_checkpoints.args("image")
 
 
 def run(*args):

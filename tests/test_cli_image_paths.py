@@ -11,14 +11,14 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from test_cli_image import rgb, run, save_tiny
+from test_cli_image import rgb, run
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def identity(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("ckpt"), identity=True)
+def identity(tiny_checkpoints):
+    return tiny_checkpoints.args("identity")
 
 
 def test_without_o_writes_name_sharp_beside_the_input(tmp_path, identity):

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rich.progress import TimeRemainingColumn
-from test_cli_image import rgb, run, save_tiny
+from test_cli_image import rgb, run
 from typer.testing import CliRunner
 
 from dgn_cli.cli import app
@@ -48,7 +48,7 @@ def test_weights_list_in_the_runner_goes_to_stdout():
     assert "dgn-video" not in result.stderr
 
 
-def test_batch_bar_has_an_eta_and_tiles_report_progress(tmp_path, monkeypatch):
+def test_batch_bar_has_an_eta_and_tiles_report_progress(tmp_path, monkeypatch, tiny_checkpoints):
     bar = BatchProgress(3, quiet=False)
     assert any(isinstance(c, TimeRemainingColumn) for c in bar.progress.columns)
     calls = []
@@ -59,7 +59,7 @@ def test_batch_bar_has_an_eta_and_tiles_report_progress(tmp_path, monkeypatch):
         lambda s, d, t: (calls.append((d, t)), original(s, d, t)),
     )
     cv2.imwrite(str(tmp_path / "big.png"), rgb(h=96, w=96))
-    args = save_tiny(tmp_path, identity=True)
+    args = tiny_checkpoints.args("identity")
     r = run(
         tmp_path / "big.png",
         "-o",

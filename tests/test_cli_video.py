@@ -12,14 +12,10 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from dgn_cli import checkpoints
 from dgn_cli.cli import app
 from dgn_cli.engine import Engine
-from dgn_cli.models import DGN
-from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 from dgn_cli.video.ffmpeg import finished_segments
 from dgn_cli.video.pipeline import work_dir
 from dgn_cli.video.probe import ffmpeg_exe, probe
@@ -29,20 +25,12 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Tiny video (frames=5) and image DGNs and a tiny depth net, saved as checkpoints."""
-    d = tmp_path_factory.mktemp("models")
-    tiny = dict(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
-    from dgn_cli.models import DGNConfig
-
-    torch.manual_seed(0)
-    checkpoints.save_dgn(DGN(DGNConfig(frames=5, **tiny)), d / "video.safetensors")
-    checkpoints.save_dgn(DGN(DGNConfig(frames=1, **tiny)), d / "image.safetensors")
-    checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), d / "depth.st")
+def models(tiny_checkpoints):
+    """Tiny video (frames=5) and image DGNs, fresh (output = input), and the tiny depth net."""
     return {
-        "video": d / "video.safetensors",
-        "image": d / "image.safetensors",
-        "depth": d / "depth.st",
+        "video": tiny_checkpoints["identity-video"],
+        "image": tiny_checkpoints["identity"],
+        "depth": tiny_checkpoints["depth"],
     }
 
 

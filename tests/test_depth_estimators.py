@@ -71,17 +71,17 @@ def test_every_adapter_is_listed():
         DepthEstimator(nn.Identity(), kind="nope")
 
 
-def test_small_net_input_scale_sees_a_downscaled_frame_and_answers_at_full_size():
-    from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+def test_small_net_input_scale_sees_a_downscaled_frame_and_answers_at_full_size(tiny_depth_net):
+    from dgn_cli.models.depth import SmallDepthConfig
 
     torch.manual_seed(0)
-    net = SmallDepthNet(SmallDepthConfig(widths=(4, 8), input_scale=0.25)).eval()
+    net = tiny_depth_net(input_scale=0.25).eval()
     image = torch.rand(2, 3, 37, 53)
     with torch.no_grad():
         depth = net(image)
         # What it computes: the same weights on the 1/4-size frame, upsampled back.
         small = torch.nn.functional.interpolate(image, size=(9, 13), mode="area")
-        full_res = SmallDepthNet(SmallDepthConfig(widths=(4, 8))).eval()
+        full_res = tiny_depth_net().eval()
         full_res.load_state_dict(net.state_dict())
         expected = torch.nn.functional.interpolate(
             full_res(small), size=(37, 53), mode="bilinear", align_corners=False

@@ -115,6 +115,7 @@ def test_depth_anything_reproduces_the_reference_fingerprint(case, depth_anythin
     _check_fingerprint(y, _fingerprints("depth_anything_v2_vits")[case])
 
 
+@pytest.mark.slow
 @needs_reference
 def test_megadepth_reproduces_the_reference_fingerprint():
     model = filled(MegaDepthHourglass)

@@ -7,16 +7,16 @@ from dgn_cli import devices, engine
 from dgn_cli.engine import Engine, EngineConfig
 from dgn_cli.errors import DeviceError, DgnError
 from dgn_cli.models import DGN
-from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
+from dgn_cli.models.depth import DepthEstimator
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 
 
 @pytest.fixture
-def models(tiny_config):
+def models(tiny_config, tiny_depth_net):
     torch.manual_seed(0)
     dgn = DGN(tiny_config())
-    depth = DepthEstimator(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), "small", "tiny")
+    depth = DepthEstimator(tiny_depth_net(), "small", "tiny")
     return dgn, depth
 
 
@@ -204,9 +204,9 @@ def test_random_weights_are_seeded():
     assert video.dgn.config.frames == 5
 
 
-def test_video_restore_takes_five_frames(tiny_config):
+def test_video_restore_takes_five_frames(tiny_config, tiny_depth_net):
     dgn = DGN(tiny_config(frames=5))
-    depth = DepthEstimator(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), "small")
+    depth = DepthEstimator(tiny_depth_net(), "small")
     eng = Engine(
         EngineConfig(device="cpu", precision="fp32", kind="video"), dgn=dgn, depth_estimator=depth
     )

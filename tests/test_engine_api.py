@@ -2,29 +2,18 @@
 
 import numpy as np
 import pytest
-import torch
 
-from dgn_cli import checkpoints
 from dgn_cli.api import Deblurrer
-from dgn_cli.models import DGN, DGNConfig
-from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
-from dgn_cli.models.dgn import randomize_outputs
 
 RNG = np.random.default_rng(2)
 
 
 @pytest.fixture(scope="module")
-def deblurrer(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("api")
-    torch.manual_seed(0)
-    cfg = DGNConfig(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
-    # a random last conv: a fresh DGN is the identity (output = input, D_r = D_b)
-    checkpoints.save_dgn(randomize_outputs(DGN(cfg)), folder / "dgn.safetensors")
-    net = SmallDepthNet(SmallDepthConfig(widths=(4, 8)))
-    checkpoints.save_depth_net(net, folder / "depth.safetensors")
+def deblurrer(tiny_checkpoints):
+    # "image": a random last conv (a fresh DGN is the identity: output = input, D_r = D_b)
     return Deblurrer(
-        weights=str(folder / "dgn.safetensors"),
-        depth_model=str(folder / "depth.safetensors"),
+        weights=str(tiny_checkpoints["image"]),
+        depth_model=str(tiny_checkpoints["depth"]),
         device="cpu",
         precision="fp32",
     )

@@ -53,6 +53,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_4000x3000_peak_memory_within_bound(tmp_path):
     torch.manual_seed(0)

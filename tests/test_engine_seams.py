@@ -58,6 +58,7 @@ def _seam_error(device: str, dgn: DGN | None = None) -> tuple[float, float]:
     return image_err, depth_err
 
 
+@pytest.mark.slow
 def test_no_seams_receptive_field_preserving_dgn():
     torch.manual_seed(0)
     # Every layer of the default config (same receptive field), a quarter of the widths.

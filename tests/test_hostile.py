@@ -15,23 +15,13 @@ from typer.testing import CliRunner
 
 from dgn_cli import checkpoints
 from dgn_cli.cli import app
-from dgn_cli.models import DGN, DGNConfig
-from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 
 runner = CliRunner()
-TINY = dict(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
 
 
 @pytest.fixture(scope="module")
-def image_opts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    checkpoints.save_dgn(DGN(DGNConfig(**TINY)), d / "tiny.safetensors")
-    checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), d / "depth.st")
-    return [
-        "--weights", str(d / "tiny.safetensors"), "--depth-model", str(d / "depth.st"),
-        "--device", "cpu", "--precision", "fp32",
-    ]  # fmt: skip
+def image_opts(tiny_checkpoints):
+    return tiny_checkpoints.args("identity")
 
 
 def one_clean_line(result, *needles):

@@ -13,7 +13,7 @@ from dgn_cli import checkpoints
 from dgn_cli.cli import app
 from dgn_cli.engine import Engine, EngineConfig
 from dgn_cli.models import DGN
-from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
+from dgn_cli.models.depth import DepthEstimator
 from dgn_cli.models.dgn import randomize_outputs
 
 pytest.importorskip("onnx")
@@ -24,10 +24,10 @@ from dgn_cli import onnx_export  # noqa: E402
 runner = CliRunner()
 
 
-def models(tiny_config, frames, input_scale=1.0):
+def models(tiny_config, tiny_depth_net, frames, input_scale=1.0):
     torch.manual_seed(frames)
     dgn = randomize_outputs(DGN(tiny_config(frames=frames))).eval()
-    net = SmallDepthNet(SmallDepthConfig(widths=(4, 8), input_scale=input_scale)).eval()
+    net = tiny_depth_net(input_scale=input_scale).eval()
     return dgn, DepthEstimator(net, "small", name="tiny-depth")
 
 
@@ -40,8 +40,9 @@ def engines(tmp_path, dgn, depth):
 
 
 @pytest.mark.parametrize("frames", [1, 5])
-def test_onnx_matches_pytorch_within_one_level(tmp_path, tiny_config, frames):
-    dgn, depth = models(tiny_config, frames, input_scale=0.5 if frames == 1 else 1.0)
+def test_onnx_matches_pytorch_within_one_level(tmp_path, tiny_config, tiny_depth_net, frames):
+    scale = 0.5 if frames == 1 else 1.0
+    dgn, depth = models(tiny_config, tiny_depth_net, frames, input_scale=scale)
     torch_engine, onnx_engine = engines(tmp_path, dgn, depth)
     torch.manual_seed(1)
     x = torch.rand(1, 3 * frames, 30, 42)  # not the traced 64x64, not a multiple of 4
@@ -70,8 +71,8 @@ def test_baseline_exports_without_depth(tmp_path, tiny_config):
         assert (dgn(x).image - o_dgn(x).image).abs().max() < 1e-4
 
 
-def test_cli_export_then_onnxruntime_backend_equals_torch(tmp_path, tiny_config):
-    dgn, depth = models(tiny_config, 1)
+def test_cli_export_then_onnxruntime_backend_equals_torch(tmp_path, tiny_config, tiny_depth_net):
+    dgn, depth = models(tiny_config, tiny_depth_net, 1)
     checkpoints.save_dgn(dgn, tmp_path / "tiny.safetensors")
     checkpoints.save_depth_net(depth.net, tmp_path / "depth.safetensors")
     r = runner.invoke(app, ["export", "--format", "onnx", str(tmp_path / "tiny.safetensors"),

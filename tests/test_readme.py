@@ -28,19 +28,11 @@ def test_readme_api_example_runs(monkeypatch, capsys):
 
 
 @pytest.fixture(scope="module")
-def deblurrer(tmp_path_factory):
-    from dgn_cli import checkpoints
-    from dgn_cli.models import DGN, DGNConfig
-    from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
-
-    folder = tmp_path_factory.mktemp("api")
-    torch.manual_seed(0)
-    cfg = DGNConfig(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
-    checkpoints.save_dgn(DGN(cfg), folder / "dgn.safetensors")
-    checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), folder / "d.st")
+def deblurrer(tiny_checkpoints):
     from dgn_cli import Deblurrer  # the package's top level
 
-    return Deblurrer(str(folder / "dgn.safetensors"), str(folder / "d.st"), "cpu", "fp32")
+    ckpt = tiny_checkpoints
+    return Deblurrer(str(ckpt["identity"]), str(ckpt["depth"]), "cpu", "fp32")
 
 
 def test_pil_read_only_and_lists(deblurrer):

@@ -11,16 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from test_cli_video import frames_of, make_clip
 from typer.testing import CliRunner
 
-from dgn_cli import checkpoints
 from dgn_cli.cli import app
 from dgn_cli.errors import DgnError
-from dgn_cli.models import DGN, DGNConfig
-from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
-from dgn_cli.models.dgn import randomize_outputs
 from dgn_cli.shard import (
     in_shard,
     multi_devices,
@@ -69,17 +64,6 @@ def test_local_gpu_workers_are_sub_shards_of_the_machine_shard():
     ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    small = dict(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
-    checkpoints.save_dgn(randomize_outputs(DGN(DGNConfig(**small))), d / "image.safetensors")
-    checkpoints.save_dgn(randomize_outputs(DGN(DGNConfig(frames=5, **small))), d / "video.st")
-    checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), d / "depth.st")
-    return d
-
-
 def _dgn(*args):
     """Start `python -m dgn_cli ARGS` (this checkout) as its own process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -101,15 +85,14 @@ def _digests(folder: Path) -> dict[str, str]:
     }
 
 
-def test_two_concurrent_image_shards_equal_one_run(tmp_path, tiny):
+def test_two_concurrent_image_shards_equal_one_run(tmp_path, tiny_checkpoints):
     src = tmp_path / "shoot"
     rng = np.random.default_rng(0)
     for i in range(6):
         sub = src / ("a" if i % 2 else "b")
         sub.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(sub / f"p{i}.png"), rng.integers(0, 256, (24, 32, 3), np.uint8))
-    common = ["--weights", tiny / "image.safetensors", "--depth-model", tiny / "depth.st",
-              "--device", "cpu", "--precision", "fp32", "-q", "--keep-background"]  # fmt: skip
+    common = [*tiny_checkpoints.args("image"), "-q", "--keep-background"]
     r = runner.invoke(app, ["deblur-image", str(src), "-o", str(tmp_path / "one"),
                             *map(str, common)])  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -119,10 +102,9 @@ def test_two_concurrent_image_shards_equal_one_run(tmp_path, tiny):
     assert len(one) == 6 and _digests(out) == one
 
 
-def test_two_concurrent_video_shards_give_the_same_frames(tmp_path, tiny):
+def test_two_concurrent_video_shards_give_the_same_frames(tmp_path, tiny_checkpoints):
     clip = make_clip(tmp_path / "clip.mp4", frames=14, audio=True)
-    common = ["--weights", tiny / "video.st", "--depth-model", tiny / "depth.st", "--device",
-              "cpu", "--precision", "fp32", "-q", "--segment-frames", "3"]  # fmt: skip
+    common = [*tiny_checkpoints.args("video"), "-q", "--segment-frames", "3"]
     r = runner.invoke(app, ["deblur-video", str(clip), "-o", str(tmp_path / "one.mp4"),
                             *map(str, common)])  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -134,11 +116,10 @@ def test_two_concurrent_video_shards_give_the_same_frames(tmp_path, tiny):
     assert not (tmp_path / ".sharded.mp4.dgn-work").exists()
 
 
-def test_one_shard_waits_merge_names_what_is_missing(tmp_path, tiny):
+def test_one_shard_waits_merge_names_what_is_missing(tmp_path, tiny_checkpoints):
     clip = make_clip(tmp_path / "clip.mp4", frames=8, audio=False)
     out = tmp_path / "out.mp4"
-    common = ["--weights", str(tiny / "video.st"), "--depth-model", str(tiny / "depth.st"),
-              "--device", "cpu", "--precision", "fp32", "--segment-frames", "2"]  # fmt: skip
+    common = [*tiny_checkpoints.args("video"), "--segment-frames", "2"]
     r = runner.invoke(app, ["deblur-video", str(clip), "-o", str(out), "--shard", "1/2",
                             *common])  # fmt: skip
     assert r.exit_code == 0, r.output

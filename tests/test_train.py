@@ -7,6 +7,7 @@ import signal
 
 import pytest
 import torch
+from tiny import TINY, TINY_DEPTH
 from torch.utils.data import Dataset
 
 from dgn_cli.checkpoints import load_dgn
@@ -21,14 +22,6 @@ from dgn_cli.train import (
     merge_resume_config,
     step_batches,
     train,
-)
-
-TINY = dict(
-    blocks_per_scale=1,
-    bottom_blocks=1,
-    sft_chs=4,
-    baseline_extra_blocks=1,
-    baseline_extra_mid_chs=8,
 )
 
 
@@ -62,9 +55,9 @@ def cfg(**kw):
         batch_size=2,
         crop=16,
         lambda_p=0.0,
-        widths=(4, 8, 8),
-        depth_widths=(4, 8),
-        model_overrides=TINY,
+        widths=TINY["widths"],
+        depth_widths=TINY_DEPTH["widths"],
+        model_overrides={k: v for k, v in TINY.items() if k != "widths"},
         depth_model="exact",
         val_count=2,
     )

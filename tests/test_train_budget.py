@@ -17,8 +17,6 @@ from dgn_cli.train.budget import TimeBudget, lr_at_fraction
 from tests.test_train import cfg, data, run
 
 runner = CliRunner()
-TINY = ["--widths", "4,8,8", "--config", "blocks_per_scale=1", "--config", "bottom_blocks=1",
-        "--config", "sft_chs=4"]  # fmt: skip
 
 
 def test_lr_follows_the_fraction_of_the_budget():
@@ -124,14 +122,14 @@ def test_frame_pool_crops_whole_frames_towards_blur(photos):
         video.close()
 
 
-def test_cli_budget_run_on_whole_frames_with_render_workers(photos, tmp_path):
+def test_cli_budget_run_on_whole_frames_with_render_workers(photos, tmp_path, tiny_train_args):
     out = tmp_path / "run"
     result = runner.invoke(
         app,
         ["train", "--data", "synth", "--photos", str(photos), "--synth-render", "frame",
          "--frame-size", "96x64", "--time-budget", "3", "--workers", "1", "--batch-size", "4",
          "--crop", "32", "--val-count", "1", "--out", str(out), "--precision", "fp32",
-         "--log-every", "5", "--quiet", "--json", *TINY],
+         "--log-every", "5", "--quiet", "--json", *tiny_train_args()],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -156,7 +154,8 @@ def test_compile_that_fails_falls_back_to_eager(tmp_path, monkeypatch):
     assert "compile_fallback" in log and "no compiler here" in log
 
 
-def test_two_gloo_processes_agree_on_a_budgeted_run(photos, tmp_path):
+@pytest.mark.slow
+def test_two_gloo_processes_agree_on_a_budgeted_run(photos, tmp_path, tiny_train_args):
     """Under torchrun the ranks' clocks differ: the lr, the validations and the last step are
     agreed through the per-step all-reduce, so the weights stay identical."""
     import os
@@ -169,7 +168,7 @@ def test_two_gloo_processes_agree_on_a_budgeted_run(photos, tmp_path):
         "-m", "dgn_cli", "train", "--data", "synth", "--photos", str(photos), "--time-budget",
         "4", "--batch-size", "2", "--crop", "32", "--depth-model", "exact", "--out", str(out),
         "--workers", "0", "--precision", "fp32", "--log-every", "5", "--val-count", "2",
-        "--frame-size", "96x64", "--quiet", "--json", *TINY,
+        "--frame-size", "96x64", "--quiet", "--json", *tiny_train_args(),
     ]  # fmt: skip
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=env)

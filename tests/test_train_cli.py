@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -15,9 +16,6 @@ from dgn_cli.distributed import state_digest
 from dgn_cli.train import load_checkpoint
 
 runner = CliRunner()
-TINY = ["--widths", "4,8,8", "--config", "blocks_per_scale=1", "--config", "bottom_blocks=1",
-        "--config", "sft_chs=4", "--config", "baseline_extra_blocks=1",
-        "--config", "baseline_extra_mid_chs=8"]  # fmt: skip
 
 
 def args(photos, out, *extra, steps=3):
@@ -29,9 +27,10 @@ def args(photos, out, *extra, steps=3):
     ]  # fmt: skip
 
 
-def test_train_synth_resume_and_export(photos, tmp_path):
+@pytest.mark.slow
+def test_train_synth_resume_and_export(photos, tmp_path, tiny_train_args):
     out = tmp_path / "run"
-    result = runner.invoke(app, [*args(photos, out, "--json"), *TINY])
+    result = runner.invoke(app, [*args(photos, out, "--json"), *tiny_train_args()])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["step"] == 3 and not summary["interrupted"]
@@ -41,7 +40,7 @@ def test_train_synth_resume_and_export(photos, tmp_path):
     assert all("step" in x and "loss" in x for x in lines)
 
     # Same run folder without --resume: refused, nothing lost.
-    again = runner.invoke(app, [*args(photos, out), *TINY])
+    again = runner.invoke(app, [*args(photos, out), *tiny_train_args()])
     assert again.exit_code == 1 and "--resume" in again.output
 
     # Resume with a longer schedule (only --steps may change), then export.
@@ -68,22 +67,29 @@ def test_train_synth_resume_and_export(photos, tmp_path):
     assert bad.exit_code == 1 and "--lr" in bad.output
 
 
-def test_depth_task_exports_the_estimator_that_the_image_task_then_uses(photos, tmp_path):
+@pytest.mark.slow
+def test_depth_task_exports_the_estimator_that_the_image_task_then_uses(
+    photos, tmp_path, tiny_train_args
+):
     weights = tmp_path / "weights"
-    depth = [*args(photos, tmp_path / "depth", "--task", "depth", steps=2), "--widths", "4,8"]
+    depth = [
+        *args(photos, tmp_path / "depth", "--task", "depth", steps=2),
+        *tiny_train_args("depth"),
+    ]
     result = runner.invoke(app, [*depth, "--export", "depth-tiny", "--export-dir", str(weights)])
     assert result.exit_code == 0, result.output
     estimator = weights / "depth-tiny.safetensors"
     image = args(photos, tmp_path / "image", "--json", steps=2)
     image[image.index("exact")] = str(estimator)  # --depth-model FILE: D_b from the estimator
-    result = runner.invoke(app, [*image, *TINY])
+    result = runner.invoke(app, [*image, *tiny_train_args()])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["step"] == 2
 
 
-def test_video_task_from_the_cli(photos, tmp_path):
+@pytest.mark.slow
+def test_video_task_from_the_cli(photos, tmp_path, tiny_train_args):
     result = runner.invoke(
-        app, [*args(photos, tmp_path / "video", "--task", "video", steps=2), *TINY]
+        app, [*args(photos, tmp_path / "video", "--task", "video", steps=2), *tiny_train_args()]
     )
     assert result.exit_code == 0, result.output
     assert (
@@ -103,11 +109,12 @@ def test_bad_inputs_exit_1(tmp_path):
     assert result.exit_code == 1 and "no checkpoint" in result.output
 
 
-def test_two_gloo_processes_end_with_identical_weights(photos, tmp_path):
+@pytest.mark.slow
+def test_two_gloo_processes_end_with_identical_weights(photos, tmp_path, tiny_train_args):
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "dgn_cli", *args(photos, out, "--json", steps=3), *TINY,
+        "-m", "dgn_cli", *args(photos, out, "--json", steps=3), *tiny_train_args(),
     ]  # fmt: skip
     # Gloo on loopback: picking another interface is a known source of aborted ranks.
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}

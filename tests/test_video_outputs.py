@@ -13,25 +13,15 @@ import pytest
 from PIL import Image
 from test_cli_video import frames_of, leftovers, make_clip, run, summary
 
-from dgn_cli import checkpoints
-from dgn_cli.models import DGN, DGNConfig
-from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 from dgn_cli.video import pipeline as video
 from dgn_cli.video.codecs import choose_encoding
 from dgn_cli.video.probe import ffmpeg_exe, probe
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A tiny video DGN and depth net, saved as checkpoints (as in test_cli_video)."""
-    import torch
-
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    tiny = dict(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
-    checkpoints.save_dgn(DGN(DGNConfig(frames=5, **tiny)), d / "video.safetensors")
-    checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), d / "depth.st")
-    return {"video": d / "video.safetensors", "depth": d / "depth.st"}
+def models(tiny_checkpoints):
+    """A tiny video DGN, fresh (output = input), and the tiny depth net (as in test_cli_video)."""
+    return {"video": tiny_checkpoints["identity-video"], "depth": tiny_checkpoints["depth"]}
 
 
 def video_pts(path: Path) -> tuple[list[int], Fraction]:

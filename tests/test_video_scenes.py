@@ -5,16 +5,12 @@ import json
 import subprocess
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
-import torch
+from test_cli_video import frames_of
 from typer.testing import CliRunner
 
-from dgn_cli import checkpoints
 from dgn_cli.cli import app
-from dgn_cli.models import DGN, DGNConfig
-from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 from dgn_cli.video.probe import ffmpeg_exe
 from dgn_cli.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneDetector, distance, signature
 from dgn_cli.video.window import SlidingWindow, window_indices
@@ -47,13 +43,6 @@ def write_lossless(path: Path, frames: list[np.ndarray], fps: int = 24) -> Path:
     args += ["-s", f"{W}x{H}", "-framerate", str(fps), "-i", "pipe:0", "-c:v", "ffv1"]
     subprocess.run([*args, str(path)], input=b"".join(f.tobytes() for f in frames), check=True)
     return path
-
-
-def frames_of(path: Path) -> np.ndarray:
-    gen = imageio_ffmpeg.read_frames(str(path))
-    meta = next(gen)
-    w, h = meta["size"]
-    return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen])
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -120,22 +109,14 @@ def test_a_shot_is_emitted_as_soon_as_the_cut_is_seen():
 
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    tiny = dict(widths=(4, 8, 8), blocks_per_scale=1, bottom_blocks=1, sft_chs=4)
-    dgn = DGN(DGNConfig(frames=5, **tiny))
-    for name, module in dgn.named_modules():  # a DGN whose output depends on every frame
-        if name.endswith("conv24"):  # (an identity-initialised last conv would hide that)
-            torch.nn.init.normal_(module.weight, std=0.05)
-    checkpoints.save_dgn(dgn, d / "video.safetensors")
-    checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(widths=(4, 8))), d / "depth.st")
-    return d
+def video_opts(tiny_checkpoints):
+    # a video DGN whose output depends on every frame: random Conv24s (randomize_outputs);
+    # an identity-initialised last conv would hide that
+    return tiny_checkpoints.args("video")
 
 
-def deblur(models: Path, src: Path, out: Path, *args) -> dict:
-    cmd = ["deblur-video", str(src), "-o", str(out), "--weights", str(models / "video.safetensors")]
-    cmd += ["--depth-model", str(models / "depth.st"), "--device", "cpu", "--precision", "fp32"]
+def deblur(video_opts: list[str], src: Path, out: Path, *args) -> dict:
+    cmd = ["deblur-video", str(src), "-o", str(out), *video_opts]
     # lossless x264 (4:4:4, crf 0): decoded outputs can be compared exactly
     cmd += ["--codec", "libx264", "--crf", "0", "--pix-fmt", "yuv444p", "--json", *args]
     result = runner.invoke(app, cmd)
@@ -143,14 +124,14 @@ def deblur(models: Path, src: Path, out: Path, *args) -> dict:
     return json.loads(result.stdout)
 
 
-def test_two_scene_clip_equals_the_shots_run_separately(models, tmp_path):
+def test_two_scene_clip_equals_the_shots_run_separately(video_opts, tmp_path):
     a, b = scene("a", 7), scene("b", 6)
     both = write_lossless(tmp_path / "both.mkv", a + b)
-    doc = deblur(models, both, tmp_path / "both_sharp.mkv")
+    doc = deblur(video_opts, both, tmp_path / "both_sharp.mkv")
     assert [c["frame"] for c in doc["scene_cuts"]] == [7]
     assert doc["scene_cuts"][0]["time"] == pytest.approx(7 / 24, abs=1e-6)
-    deblur(models, write_lossless(tmp_path / "a.mkv", a), tmp_path / "a_sharp.mkv")
-    deblur(models, write_lossless(tmp_path / "b.mkv", b), tmp_path / "b_sharp.mkv")
+    deblur(video_opts, write_lossless(tmp_path / "a.mkv", a), tmp_path / "a_sharp.mkv")
+    deblur(video_opts, write_lossless(tmp_path / "b.mkv", b), tmp_path / "b_sharp.mkv")
     got = frames_of(tmp_path / "both_sharp.mkv")
     alone = np.concatenate(
         [frames_of(tmp_path / "a_sharp.mkv"), frames_of(tmp_path / "b_sharp.mkv")]
@@ -161,7 +142,7 @@ def test_two_scene_clip_equals_the_shots_run_separately(models, tmp_path):
     assert np.array_equal(got, alone)
 
     # --scene-threshold 0: the window crosses the cut again, so frames next to it differ
-    doc = deblur(models, both, tmp_path / "mixed.mkv", "--scene-threshold", "0")
+    doc = deblur(video_opts, both, tmp_path / "mixed.mkv", "--scene-threshold", "0")
     mixed = frames_of(tmp_path / "mixed.mkv")
     assert doc["scene_cuts"] == []
     assert not np.array_equal(mixed[6], alone[6]) and not np.array_equal(mixed[7], alone[7])

@@ -14,26 +14,13 @@ from dgn_cli.registry import get_entry, load_manifest
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def empty_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("DGN_WEIGHTS_DIR", raising=False)
-    return cache
+pytestmark = pytest.mark.usefixtures("hf_cache")  # an empty Hugging Face cache, offline
 
 
-def _cache_file(cache, name: str, data: bytes):
-    entry = get_entry(name)
-    repo = cache / f"models--{entry.source.repo_id.replace('/', '--')}"
-    blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-    blob.parent.mkdir(parents=True)
-    blob.write_bytes(data)
-    link = repo / "snapshots" / entry.source.revision / entry.source.filename
-    link.parent.mkdir(parents=True)
-    link.symlink_to(blob)
-    return link
+def _cache_file(hub_file, name: str, data: bytes):
+    """`data` in the cache as the pinned download of entry `name` would lie there."""
+    source = get_entry(name).source
+    return hub_file(source.repo_id, source.filename, source.revision, data, ref=None)
 
 
 def test_list_shows_every_entry_with_its_status():
@@ -54,7 +41,7 @@ def test_list_json():
     assert rows["dgn-image"]["status"] in ("untrained", "present")
 
 
-def test_fetch_offline_prints_one_clear_line_and_exits_1(empty_cache):
+def test_fetch_offline_prints_one_clear_line_and_exits_1():
     result = runner.invoke(app, ["weights", "fetch", "depth-anything-v2-small"])
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -76,15 +63,15 @@ def test_fetch_goes_on_past_a_failure_and_reports_each(tmp_path, monkeypatch):
     assert rows["megadepth"]["sha256"] == hashlib.sha256(b"megadepth").hexdigest()
 
 
-def test_fetch_refuses_a_cached_file_with_the_wrong_sha256(empty_cache):
-    _cache_file(empty_cache, "depth-anything-v2-small", b"corrupt download")
+def test_fetch_refuses_a_cached_file_with_the_wrong_sha256(hub_file):
+    _cache_file(hub_file, "depth-anything-v2-small", b"corrupt download")
     result = runner.invoke(app, ["weights", "fetch", "depth-anything-v2-small"])
     assert result.exit_code == 1
     assert "does not match 715fade1" in result.stderr
 
 
-def test_verify_reports_mismatches_and_missing_names(empty_cache):
-    _cache_file(empty_cache, "vgg19", b"not vgg")
+def test_verify_reports_mismatches_and_missing_names(hub_file):
+    _cache_file(hub_file, "vgg19", b"not vgg")
     result = runner.invoke(app, ["weights", "verify", "--json"])
     assert result.exit_code == 1
     rows = {row["name"]: row for row in json.loads(result.stdout)}

@@ -23,15 +23,6 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "hf-cache"
-    folder.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(folder))
-    monkeypatch.delenv("DGN_WEIGHTS_DIR", raising=False)
-    return folder
-
-
-@pytest.fixture
 def no_network(monkeypatch):
     """No DNS, as on an offline machine; a download attempt would fail the test."""
 
@@ -63,7 +54,7 @@ def toy_manifest(tmp_path: Path) -> Path:
     return path
 
 
-def test_no_network_fails_at_once_naming_the_file_and_the_way(cache, no_network):
+def test_no_network_fails_at_once_naming_the_file_and_the_way(hf_cache, no_network):
     t0 = time.perf_counter()
     result = runner.invoke(app, ["weights", "fetch", "depth-anything-v2-small"])
     assert time.perf_counter() - t0 < 5
@@ -76,14 +67,14 @@ def test_no_network_fails_at_once_naming_the_file_and_the_way(cache, no_network)
     assert "--local-dir DIR" in line and "--depth-model PATH" in line
 
 
-def test_hf_hub_offline_says_the_same(cache, monkeypatch):
+def test_hf_hub_offline_says_the_same(hf_cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = runner.invoke(app, ["weights", "fetch", "depth-anything-v2-small"])
     assert result.exit_code == 1
     assert "HF_HUB_OFFLINE=1" in result.stderr and "--local-dir" in result.stderr
 
 
-def test_local_dir_fills_the_cache_and_then_resolves_offline(cache, tmp_path, no_network):
+def test_local_dir_fills_the_cache_and_then_resolves_offline(hf_cache, tmp_path, no_network):
     manifest = toy_manifest(tmp_path)
     with pytest.raises(CheckpointError, match="cannot be reached"):
         resolve_checkpoint("toy-depth", manifest=manifest)
@@ -100,8 +91,8 @@ def test_local_dir_fills_the_cache_and_then_resolves_offline(cache, tmp_path, no
         import_checkpoint("toy-depth", tmp_path / "empty", manifest=manifest)
 
 
-def test_cli_local_dir_option(cache, tmp_path, monkeypatch):
+def test_cli_local_dir_option(hf_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = runner.invoke(app, ["weights", "fetch", "vgg19", "--local-dir", str(tmp_path)])
     assert result.exit_code == 1 and "no such file" in result.stderr
-    assert checkpoints.hub_cache_dir() == cache
+    assert checkpoints.hub_cache_dir() == hf_cache

@@ -1,0 +1,28 @@
+"""The tiny model sizes every test uses, defined once.
+
+conftest.py builds its fixtures (`tiny_config`, `tiny_depth_net`, `tiny_checkpoints`,
+`tiny_train_args`) on these; a test module imports them (`from tiny import TINY`) only where a
+plain value is needed outside a test function (test_train.py's `cfg()` helper)."""
+
+# DGNConfig fields: a forward/backward in milliseconds. The baseline fields only matter for
+# `variant="baseline"` (one extra block of 8 channels instead of four of 2.25 x widths[2]).
+TINY = dict(
+    widths=(4, 8, 8),
+    blocks_per_scale=1,
+    bottom_blocks=1,
+    sft_chs=4,
+    baseline_extra_blocks=1,
+    baseline_extra_mid_chs=8,
+)
+
+# SmallDepthConfig fields of the tiny depth net.
+TINY_DEPTH = dict(widths=(4, 8))
+
+
+def train_args(config: dict = TINY) -> list[str]:
+    """`dgn train` options for `config`: --widths W1,W2,W3 and one --config KEY=VALUE per field."""
+    args = ["--widths", ",".join(map(str, config["widths"]))]
+    for key, value in config.items():
+        if key != "widths":
+            args += ["--config", f"{key}={value}"]
+    return args
