@@ -478,9 +478,7 @@ class Engine:
 
     def _forward(self, x, d, dtype):
         with torch.inference_mode(), devices.autocast(self.device, dtype):
-            if self.config.refine_depth:  # (ONNX graphs take no `refine`; they always refine)
-                return self.dgn(x, d)
-            return self.dgn(x, d, refine=False)
+            return self.dgn(x, d, refine=self.config.refine_depth)
 
     def deblur(
         self, image: torch.Tensor, progress: Progress | None = None

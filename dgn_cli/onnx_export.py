@@ -226,7 +226,12 @@ class OnnxDGN(nn.Module):
         self.metadata = meta
         self.session = _session(self.path, torch.device(device))
 
-    def forward(self, frames: torch.Tensor, depth: torch.Tensor | None = None) -> DGNOutput:
+    def forward(
+        self, frames: torch.Tensor, depth: torch.Tensor | None = None, refine: bool = True
+    ) -> DGNOutput:
+        """DGN.forward's contract; the exported graph always refines the depth it is given."""
+        if not refine:
+            raise DgnError("an ONNX graph always refines depth: run the ablation with PyTorch")
         h, w = frames.shape[-2:]
         feed = {"frames": _np(pad_to_multiple(frames, PAD_MULTIPLE))}
         if self.config.uses_depth:
