@@ -68,8 +68,9 @@ def run(engine: Engine, cfg: BenchmarkConfig, progress: StageProgress | None = N
     """Measure `engine` as `cfg` says; returns the report dict."""
     report = _setup(engine, cfg)
     if cfg.timing:
-        report.update(_timing(engine, cfg, progress))
-        report["notes"] += report.pop("timing_notes")
+        fields, notes = _timing(engine, cfg, progress)
+        report.update(fields)
+        report["notes"] += notes
     if cfg.evaluates:
         report.update(_evaluate(engine, cfg, progress))
     if cfg.quality_hint:
@@ -108,7 +109,10 @@ def _setup(engine: Engine, cfg: BenchmarkConfig) -> dict:
     }
 
 
-def _timing(engine: Engine, cfg: BenchmarkConfig, progress: StageProgress | None) -> dict:
+def _timing(
+    engine: Engine, cfg: BenchmarkConfig, progress: StageProgress | None
+) -> tuple[dict, list[str]]:
+    """The report's timing fields, and the notes they need."""
     timing_cfg = speed.TimingConfig(cfg.width, cfg.height, cfg.runs, cfg.warmup, cfg.seed)
     tick = (lambda d, t: progress("timing", d, t)) if progress else None
     timed = speed.time_pipeline(engine, timing_cfg, tick)
@@ -120,7 +124,7 @@ def _timing(engine: Engine, cfg: BenchmarkConfig, progress: StageProgress | None
         )
     if not timed["peak_memory_reset"]:
         notes.append("peak memory is the process's lifetime peak RSS")
-    return {
+    fields = {
         "timing_ms": timed["timing_ms"],
         "runs": timed["runs"],
         "warmup": timed["warmup"],
@@ -128,8 +132,8 @@ def _timing(engine: Engine, cfg: BenchmarkConfig, progress: StageProgress | None
         "peak_memory_kind": timed["peak_memory_kind"],
         "tile_used": timed["tile"],
         "tiles": timed["tiles"],
-        "timing_notes": notes,
     }
+    return fields, notes
 
 
 def _evaluate(engine: Engine, cfg: BenchmarkConfig, progress: StageProgress | None) -> dict:
