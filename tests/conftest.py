@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TINY, TINY_DEPTH, train_args
+from tiny import TINY, TINY_DEPTH, train_args, write_smooth_photos
 
 # No test may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -130,16 +130,7 @@ def untrained_weights(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """Three small smooth-noise 'photos' for `--data synth` training runs."""
-    import cv2
-    import numpy as np
-
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        img = cv2.GaussianBlur(rng.random((90, 120, 3)).astype(np.float32), (0, 0), 2)
-        img = (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
-    return folder
+    return write_smooth_photos(tmp_path_factory.mktemp("photos"))
 
 
 @pytest.fixture

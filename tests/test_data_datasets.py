@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tiny import write_smooth_photos
 from torch import nn
 
 from dgn_cli.data.datasets import (
@@ -21,13 +22,7 @@ from dgn_cli.tensors import reflect_index
 
 
 def _photos(folder, n=3):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    for i in range(n):
-        img = cv2.GaussianBlur(rng.random((90, 120, 3)).astype(np.float32), (0, 0), 2)
-        img = (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
-    return folder
+    return write_smooth_photos(folder, n)
 
 
 def _frame(value: int, h=20, w=24) -> np.ndarray:

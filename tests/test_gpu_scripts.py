@@ -11,9 +11,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from tiny import write_smooth_photos
 
 from dgn_cli.checkpoints import load_dgn
 
@@ -24,12 +23,7 @@ MAX_FILES, MAX_BYTES = 8, 16 * 2**20
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    photos = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(3)
-    for i in range(3):
-        img = cv2.GaussianBlur(rng.random((120, 160, 3)).astype(np.float32), (0, 0), 2)
-        img = (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(photos / f"p{i}.png"), (img * 255).astype(np.uint8))
+    photos = write_smooth_photos(tmp_path_factory.mktemp("photos"), size=(120, 160), seed=3)
     return {
         **os.environ,
         "DGN_DRY_RUN": "1",

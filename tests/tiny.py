@@ -1,4 +1,4 @@
-"""The tiny model sizes every test uses, defined once.
+"""The tiny model sizes and tiny inputs every test uses, defined once.
 
 conftest.py builds its fixtures (`tiny_config`, `tiny_depth_net`, `tiny_checkpoints`,
 `tiny_train_args`) on these; a test module imports them (`from tiny import TINY`) only where a
@@ -26,3 +26,18 @@ def train_args(config: dict = TINY) -> list[str]:
         if key != "widths":
             args += ["--config", f"{key}={value}"]
     return args
+
+
+def write_smooth_photos(folder, count: int = 3, size: tuple[int, int] = (90, 120), seed: int = 1):
+    """`count` smooth-noise RGB 'photos' p0.png, p1.png, ... of (height, width) `size`, contrast
+    stretched to 0..255, in `folder` (made if needed): food for the synthetic blur generator."""
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        img = cv2.GaussianBlur(rng.random((*size, 3)).astype(np.float32), (0, 0), 2)
+        img = (img - img.min()) / (img.max() - img.min())
+        cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
+    return folder
