@@ -267,7 +267,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = Recipe.fast,
         crop: Annotated[int | None, recipe_option("--crop", "training crop size")] = None,
-        lr: Annotated[float | None, recipe_option("--lr", "peak learning rate")] = None,
+        lr: Annotated[
+            float | None,
+            recipe_option("--lr", "peak learning rate (fast recipe, --task depth: 2e-4)"),
+        ] = None,
         lr_final: Annotated[
             float | None, recipe_option("--lr-final", "lr at the last step")
         ] = None,

@@ -9,6 +9,11 @@ upsample its answer back (bilinear), as the public monocular estimators do at th
 size: depth is a whole-scene property, and at 1/4 scale the same receptive field sees 16x the
 area (the cue here, how far each layer smears, survives the downscale). It is part of the
 config, so training crops and inference frames are always seen at the same scale.
+
+The head starts at zero, so an untrained net says 0.5 everywhere: with the default
+initialisation the first Adam steps at lr 1e-3 drove the logits far negative, the sigmoid
+saturated at 0 and no gradient came back (measured: the shipped stretch-1 estimator had
+collapsed to a constant 0.224, correlation with the exact depth 0.00).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class SmallDepthNet(nn.Module):
             for i in reversed(range(len(widths) - 1))
         )
         self.head = nn.Conv2d(widths[0], 1, 3, padding=1)
+        nn.init.zeros_(self.head.weight)  # start at 0.5, away from saturation (see docstring)
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
