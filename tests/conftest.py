@@ -35,15 +35,21 @@ def tiny_config():
     return make
 
 
-@pytest.fixture
-def tiny_depth_net():
-    """The tiny SmallDepthNet (random weights from torch's global generator)."""
+def make_tiny_depth_net(**overrides):
+    """The tiny SmallDepthNet with random weights (torch's global generator), its head included:
+    a fresh net's head is zero (it says 0.5 everywhere), a trained one's is not, and the tests
+    want depth that varies over the frame."""
     from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 
-    def make(**overrides):
-        return SmallDepthNet(SmallDepthConfig(**{**TINY_DEPTH, **overrides}))
+    net = SmallDepthNet(SmallDepthConfig(**{**TINY_DEPTH, **overrides}))
+    torch.nn.init.normal_(net.head.weight, std=0.5)
+    return net
 
-    return make
+
+@pytest.fixture
+def tiny_depth_net():
+    """make_tiny_depth_net as a fixture: tiny_depth_net(**config overrides) -> SmallDepthNet."""
+    return make_tiny_depth_net
 
 
 class TinyCheckpoints:
@@ -77,7 +83,6 @@ def tiny_checkpoints(tmp_path_factory):
     """The TinyCheckpoints; torch's global generator is left as it was."""
     from dgn_cli import checkpoints
     from dgn_cli.models import DGN, DGNConfig
-    from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
     from dgn_cli.models.dgn import randomize_outputs
 
     saved = TinyCheckpoints(tmp_path_factory.mktemp("tiny-checkpoints"))
@@ -93,7 +98,7 @@ def tiny_checkpoints(tmp_path_factory):
             torch.manual_seed(0)
             checkpoints.save_dgn(make(), saved[name])
         torch.manual_seed(0)
-        checkpoints.save_depth_net(SmallDepthNet(SmallDepthConfig(**TINY_DEPTH)), saved["depth"])
+        checkpoints.save_depth_net(make_tiny_depth_net(), saved["depth"])
     return saved
 
 

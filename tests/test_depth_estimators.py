@@ -94,3 +94,16 @@ def test_small_net_input_scale_sees_a_downscaled_frame_and_answers_at_full_size(
     assert SmallDepthConfig.from_json('{"widths": [4, 8], "slope": 0.2}').input_scale == 1.0
     with pytest.raises(ValueError, match="input_scale"):
         SmallDepthConfig(input_scale=0.0)
+
+
+def test_untrained_small_net_says_one_half_everywhere():
+    """The head starts at zero: the first steps begin at the middle of the sigmoid, not at a
+    random logit that the optimiser can push into saturation (the collapse seen at lr 1e-3)."""
+    from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
+
+    torch.manual_seed(0)
+    net = SmallDepthNet(SmallDepthConfig(widths=(4, 8))).eval()
+    with torch.no_grad():
+        depth = net(torch.rand(2, 3, 24, 40))
+    assert depth.shape == (2, 1, 24, 40)
+    assert torch.equal(depth, torch.full_like(depth, 0.5))

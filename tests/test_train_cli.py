@@ -175,6 +175,12 @@ def test_recipe_values_unless_given_on_the_command_line(tmp_path, monkeypatch):
                                           "--widths", "4,8"])  # fmt: skip
     assert cfg == recipe_config("fast", task="depth", depth_widths=(4, 8),
                                 depth_model="dgn-depth-small")  # fmt: skip
+    # ... and its own learning rate under the fast recipe (TASK_RECIPES), unless given.
+    assert cfg.lr == 2e-4 and recipe_config("fast").lr == 1e-3
+    assert recipe_config("paper", task="depth").lr == recipe_config("paper").lr
+    cfg, _ = captured_train(monkeypatch, ["--out", str(tmp_path), "--task", "depth",
+                                          "--lr", "0.01"])  # fmt: skip
+    assert cfg.lr == 0.01
 
 
 def test_resume_compares_only_the_options_given_again(tmp_path, monkeypatch):
