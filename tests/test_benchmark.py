@@ -252,7 +252,11 @@ def test_dataset_run_gives_blurry_first_and_every_ablation_row(models, gopro):
         assert row["psnr"] is not None and row["images"] == 4
     assert len(doc["per_image"]) == 4 and doc["per_image"][0]["name"] == "seq0/000000"
     err = doc["depth_error"]
-    assert set(err) == {"initial_mae", "refined_mae", "initial_rmse", "refined_rmse"}
+    assert set(err) == {
+        "initial_mae", "refined_mae", "initial_rmse", "refined_rmse", "constant_rmse"
+    }  # fmt: skip
+    # the bar an estimator must clear: the reference's own spread (equal bands of BAND_DEPTH)
+    assert err["constant_rmse"] == pytest.approx(np.std(BAND_DEPTH), abs=1e-4)
     assert doc["dataset"]["reference_depth"] == "the dataset's depth/ maps"
     assert doc["skipped"] == []
 
@@ -291,6 +295,7 @@ def test_markdown_and_rich_output(models, gopro):
     )  # fmt: skip
     assert "| component | params (M) | GMACs/frame | median (ms) | p90 (ms) |" in md.stdout
     assert "| blurry input |" in md.stdout and "11x11 Gaussian" in md.stdout
+    assert "the best per-frame constant: RMSE 0.3266" in md.stdout  # std of BAND_DEPTH
     human = invoke(
         "--weights", models["dgn"], "--depth-model", models["depth"], "--params-only",
         "--size", "32x32",

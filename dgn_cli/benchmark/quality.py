@@ -234,7 +234,9 @@ def evaluate(
     if baseline is None:
         skipped.append({"name": ROW_BASELINE, "reason": baseline_note or "no baseline checkpoint"})
 
-    depth_errors = ("initial_mae", "refined_mae", "initial_rmse", "refined_rmse")
+    # constant_rmse: the best per-frame constant's RMSE (the reference's own spread), the bar an
+    # estimator must clear to carry any depth signal at all.
+    depth_errors = ("initial_mae", "refined_mae", "initial_rmse", "refined_rmse", "constant_rmse")
     means = {row: Means() for row in ROWS} | {DEPTH_ERROR: Means(depth_errors)}
     exact_depth = 0
 
@@ -269,6 +271,7 @@ def evaluate(
             diff = (d.double() - d_ref.double()).abs()
             errors[f"{key}_mae"] = float(diff.mean())
             errors[f"{key}_rmse"] = float(diff.pow(2).mean().sqrt())
+        errors["constant_rmse"] = float(d_ref.double().std(correction=0))
         return {**rows, DEPTH_ERROR: errors}
 
     per_item = score_items(indices, score_item, means, progress)
