@@ -181,6 +181,11 @@ def test_recipe_values_unless_given_on_the_command_line(tmp_path, monkeypatch):
     cfg, _ = captured_train(monkeypatch, ["--out", str(tmp_path), "--task", "depth",
                                           "--lr", "0.01"])  # fmt: skip
     assert cfg.lr == 0.01
+    # --help derives the defaults from the recipes, the task's own value included
+    from dgn_cli.commands.train import recipe_default
+
+    assert recipe_default("lr") == "fast 0.001, paper 0.0001; fast --task depth 0.0002"
+    assert recipe_default("crop") == "fast 192, paper 256"
 
 
 def test_resume_compares_only_the_options_given_again(tmp_path, monkeypatch):

@@ -78,12 +78,8 @@ def depth_error_line(report: dict) -> str | None:
     return (
         f"depth error against the reference ({report.get('reference_depth')}): "
         f"initial D_b MAE {err['initial_mae']:.4f} (RMSE {err['initial_rmse']:.4f}), "
-        f"refined D_r MAE {err['refined_mae']:.4f} (RMSE {err['refined_rmse']:.4f})"
-        + (
-            f"; the best per-frame constant: RMSE {err['constant_rmse']:.4f}"
-            if err.get("constant_rmse") is not None
-            else ""
-        )
+        f"refined D_r MAE {err['refined_mae']:.4f} (RMSE {err['refined_rmse']:.4f}); "
+        f"the best per-frame constant: RMSE {err['constant_rmse']:.4f}"
     )
 
 

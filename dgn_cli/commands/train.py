@@ -31,7 +31,13 @@ from dgn_cli.commands.common import (
     print_json,
 )
 from dgn_cli.errors import InputError
-from dgn_cli.train.config import TASKS, RunOptions, TrainConfig, recipe_config
+from dgn_cli.train.config import (
+    TASK_RECIPES,
+    TASKS,
+    RunOptions,
+    TrainConfig,
+    recipe_config,
+)
 
 Task = StrEnum("Task", [(name, name) for name in TASKS])
 
@@ -54,11 +60,19 @@ RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))
 
 def recipe_default(name: str) -> str | bool:
     """--help's default of recipe option `name`: 'fast 192, paper 256', or the one value all
-    recipes share; False (nothing shown) when it is unset, off or empty."""
+    recipes share; False (nothing shown) when it is unset, off or empty. A task's own value
+    (TASK_RECIPES) follows: 'fast 0.001, paper 0.0001; fast --task depth 0.0002'."""
     shown = {r.value: _as_text(name, getattr(recipe_config(r.value), name)) for r in Recipe}
     if len(set(shown.values())) > 1:
-        return ", ".join(f"{recipe} {text}" for recipe, text in shown.items())
-    return shown[Recipe.fast.value] or False
+        text = ", ".join(f"{recipe} {value}" for recipe, value in shown.items())
+    else:
+        text = shown[Recipe.fast.value]
+    per_task = [
+        f"{recipe} --task {task} {_as_text(name, values[name])}"
+        for (recipe, task), values in TASK_RECIPES.items()
+        if name in values
+    ]
+    return "; ".join([text, *per_task]) if per_task else text or False
 
 
 def recipe_option(flag: str, help: str | None = None, field: str | None = None) -> Any:
@@ -267,10 +281,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = Recipe.fast,
         crop: Annotated[int | None, recipe_option("--crop", "training crop size")] = None,
-        lr: Annotated[
-            float | None,
-            recipe_option("--lr", "peak learning rate (fast recipe, --task depth: 2e-4)"),
-        ] = None,
+        lr: Annotated[float | None, recipe_option("--lr", "peak learning rate")] = None,
         lr_final: Annotated[
             float | None, recipe_option("--lr-final", "lr at the last step")
         ] = None,
