@@ -33,7 +33,8 @@ from dgn_cli.progress import Progress
 class Deblurrer:
     """Deblur numpy images with a DGN (see the module docstring). Arguments are those of
     `EngineConfig`: weights (name | path | "random"), depth_model, device, precision,
-    tile (None = from the memory budget, 0 = whole image), tile_overlap."""
+    tile (None = from the memory budget, 0 = whole image), tile_overlap, self_ensemble (1, 2,
+    4 or 8 flipped/transposed passes averaged, dgn_cli.ensemble)."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class Deblurrer:
         tile: int | None = None,
         tile_overlap: int = DEFAULT_OVERLAP,
         seed: int = 0,
+        self_ensemble: int = 1,
     ):
         self.engine = build_engine(
             EngineConfig(
@@ -54,6 +56,7 @@ class Deblurrer:
                 tile=tile,
                 tile_overlap=tile_overlap,
                 seed=seed,
+                self_ensemble=self_ensemble,
             )
         )
 

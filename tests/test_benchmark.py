@@ -180,6 +180,16 @@ def test_params_only_totals_are_the_sum_of_the_components(models, tiny_depth_net
     assert doc["timing_ms"] is None
 
 
+def test_self_ensemble_counts_its_passes_in_the_gmacs(models):
+    args = ["--weights", models["dgn"], "--depth-model", models["depth"], "--params-only"]
+    one = json.loads(invoke(*args, "--size", "64x48", "--json").stdout)
+    four = json.loads(invoke(*args, "--size", "64x48", "--self-ensemble", "4", "--json").stdout)
+    assert one["self_ensemble"] == 1 and four["self_ensemble"] == 4
+    for part in ("refinement", "deblurring"):
+        assert four["gmacs"][part] == pytest.approx(4 * one["gmacs"][part])
+    assert four["gmacs"]["depth_estimator"] == one["gmacs"]["depth_estimator"]  # runs once
+
+
 def _config_of(path):
     from dgn_cli.checkpoints import read_metadata
     from dgn_cli.models import DGNConfig

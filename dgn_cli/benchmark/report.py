@@ -97,6 +97,11 @@ def setup_line(report: dict) -> str:
         f"precision {report['precision']}",
         f"{w}x{h}",
         f"tiles {tile_text}, overlap {report['tile_overlap']} px",
+        *(
+            [f"self-ensemble of {report['self_ensemble']} passes"]
+            if report.get("self_ensemble", 1) > 1
+            else []
+        ),
         f"weights {report['weights']}" + (" (RANDOM)" if report.get("random_weights") else ""),
         f"depth {report.get('depth_model')}",
         f"torch {report['torch']}",

@@ -93,6 +93,7 @@ def _setup(engine: Engine, cfg: BenchmarkConfig) -> dict:
         "size": [cfg.width, cfg.height],
         "tile": engine.config.tile,
         "tile_overlap": engine.config.tile_overlap,
+        "self_ensemble": engine.config.self_ensemble,
         "tile_used": None,
         "tiles": None,
         "params": counts,

@@ -27,6 +27,7 @@ Definitions (what the numbers mean):
   `torch.utils.flop_counter.FlopCounterMode` on meta tensors (shapes only, nothing computed):
   convolutions, matrix products and attention; element-wise ops are not counted. MACs =
   FLOPs / 2. Tiling adds the overlap's recomputation on top (see "tiles" in the timing).
+  With a self-ensemble of N passes the refinement and deblurring counts are N times one pass.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def gmacs_per_frame(engine: Engine, width: int, height: int) -> dict[str, float]
         out["deblurring"] = _macs(dgn.deblur, frames, depth)
     else:
         out["deblurring"] = _macs(dgn.deblur, frames)
+    passes = engine.config.self_ensemble  # each tile runs the DGN this many times
+    out["refinement"] *= passes
+    out["deblurring"] *= passes
     out["total"] = sum(out[c] for c in COMPONENTS)
     return out
 
