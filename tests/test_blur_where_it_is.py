@@ -150,6 +150,16 @@ def test_ema_averages_and_round_trips(tiny_config):
     assert other.updates == 1 and torch.equal(next(other.shadow.parameters()), p_ema)
 
 
+def test_some_degraded_maps_are_flat_like_an_estimator_that_sees_nothing():
+    depth = torch.linspace(0, 1, 32).expand(400, 1, 16, 32).contiguous()
+    out = degrade_depth(depth, torch.Generator().manual_seed(0))
+    flat = out.flatten(1).std(1) == 0
+    assert 0.08 < flat.float().mean() < 0.25  # FLAT_PROB = 0.15
+    levels = out[flat].flatten(1)[:, 0]
+    assert levels.min() < 0.3 and levels.max() > 0.7  # at random levels, not one constant
+    assert (out[~flat].flatten(1).std(1) > 0).all()  # the rest keep their structure
+
+
 def test_degraded_depth_is_plausible_and_seeded():
     depth = torch.linspace(0, 1, 64).expand(3, 1, 48, 64).contiguous()
     a = degrade_depth(depth, torch.Generator().manual_seed(1))
