@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Regenerate everything a campaign stretch needs on a fresh machine (~15 min on 2 cores):
+#   bash scripts/campaign/data.sh DATA
+# DATA/photos (62 real photos, licences in DATA/photos/LICENSES), DATA/synth-hh-train (600
+# training frames + the 8-frame seed-7 validation split), the three test splits the benchmark
+# tables use (DATA/synth-hh, DATA/synth-lateral, DATA/synth-video) and DATA/real (the README's
+# real blurred photos, for docs/make_figures.py). Every step skips what is already there, and
+# the splits are seeded: a regenerated split equals the old one (checked in stretch 4).
+set -euo pipefail
+D=${1:?usage: data.sh DATA}
+mkdir -p "$D" && D=$(cd "$D" && pwd)
+cd "$(dirname "$0")/../.."  # the repository root: dgn_cli importable without an install
+PY=${PYTHON:-python}
+dgn() { "$PY" -m dgn_cli "$@"; }
+mkdir -p "$D/real"
+dgn data photos "$D/photos"
+dgn data synth "$D/synth-hh-train" --photos "$D/photos" --count 600 --size 1280x720
+dgn data synth "$D/synth-hh-train" --photos "$D/photos" --split test --count 8 --size 1280x720 --seed 7
+dgn data synth "$D/synth-hh" --photos "$D/photos" --split test
+dgn data synth "$D/synth-lateral" --photos "$D/photos" --split test --camera lateral
+dgn data synth "$D/synth-video" --photos "$D/photos" --split test --frames 5 --count 20 --size 1280x720
+# The README's real blurred photos, fetched like the training photos (dgn_cli.data.photos, with
+# their licences) and copied flat into DATA/real for docs/make_figures.py.
+"$PY" - "$D" <<'PY'
+import shutil, sys
+from pathlib import Path
+from dgn_cli.data.photos import Source, collect
+d = Path(sys.argv[1])
+sources = (
+    Source("deb", "opencv-doc", tuple(
+        f"usr/share/doc/opencv-doc/examples/data/{n}" for n in ("text_motion.jpg", "licenseplate_motion.jpg"))),
+    Source("wheel", "scikit-image", ("skimage/data/clock_motion.png",),
+           licences={"clock_motion.png": ("public domain", "Stefan van der Walt (photographer)")}),
+)
+report = collect(d / "real-src", sources=sources)
+if report.failures:
+    sys.exit("; ".join(report.failures))
+for f in (d / "real-src").rglob("*_motion.*"):
+    shutil.copyfile(f, d / "real" / f.name)
+print(f"real photos in {d / 'real'}: {sorted(p.name for p in (d / 'real').iterdir())}")
+PY

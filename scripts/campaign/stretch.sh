@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One campaign stretch on the CPU (issue 13), from a worktree so other work does not disturb it:
+#   git worktree add /tmp/train-wt && cd /tmp/train-wt
+#   nohup bash scripts/campaign/stretch.sh DATA STEPS SEED > DATA/stretch.log 2>&1 &
+# Continues the shipped dgn-image and dgn-baseline (--init, the fixed recipe) for the same STEPS
+# each, so the twins keep equal cumulative steps; exports them to DATA/stretch/weights; then
+# benchmarks new and shipped weights on the handheld and lateral test splits (20 frames, depth
+# ablation) and prints one line per split. Ship (scripts/gpu/install.py DATA/stretch/weights
+# dgn-image dgn-baseline) only when refined depth beats the shipped weights on both splits.
+# Stretch 4: STEPS 4400 took 2434 s (image) + 1196 s (baseline) + ~8 min of benchmarks.
+set -euo pipefail
+D=${1:?usage: stretch.sh DATA STEPS SEED}; STEPS=${2:?steps}; SEED=${3:?seed}
+D=$(cd "$D" && pwd)
+PY=${PYTHON:-python}
+LIMIT=${LIMIT:-20}  # test frames per split (LIMIT=1 for a dry run)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+S="$D/stretch"; W="$S/weights"
+mkdir -p "$S"
+for task in image baseline; do
+  "$PY" -m dgn_cli train --task "$task" --data "$D/synth-hh-train" --steps "$STEPS" \
+    --batch-size 4 --crop 160 --lr 5e-4 --widths 16,32,64 --seed "$SEED" --cache-scenes \
+    --workers 0 --precision bf16 --val-count 8 --val-every $(( STEPS / 4 )) \
+    --init "$ROOT/weights/dgn-$task.safetensors" --out "$S/runs/$task" \
+    --export "dgn-$task" --export-dir "$W" --export-dtype fp16
+done
+for split in synth-hh synth-lateral; do
+  for which in new shipped; do
+    if [ "$which" = new ]; then img="$W/dgn-image.safetensors"; base="$W/dgn-baseline.safetensors"
+    else img="$ROOT/weights/dgn-image.safetensors"; base="$ROOT/weights/dgn-baseline.safetensors"; fi
+    "$PY" -m dgn_cli benchmark --dataset synth --data "$D/$split" --limit "$LIMIT" --no-timing \
+      --ablation --json --weights "$img" --baseline-weights "$base" >"$S/bench-$split-$which.json"
+  done
+done
+"$PY" - "$S" <<'PY'
+import json, sys
+s = sys.argv[1]
+for split in ("synth-hh", "synth-lateral"):
+    rows = {w: json.load(open(f"{s}/bench-{split}-{w}.json"))["quality"] for w in ("new", "shipped")}
+    def psnr(w, method):
+        return next(r["psnr"] for r in rows[w] if r["name"] == method)
+    new, old = psnr("new", "refined depth"), psnr("shipped", "refined depth")
+    print(f"{split}: refined depth new {new:.2f} vs shipped {old:.2f} ({new - old:+.2f} dB); "
+          f"blurry {psnr('new', 'blurry input'):.2f}, baseline {psnr('new', 'no depth (baseline)'):.2f}, "
+          f"reference {psnr('new', 'reference depth'):.2f}")
+PY
