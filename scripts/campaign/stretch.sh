@@ -24,13 +24,16 @@ for task in image baseline; do
     --init "$ROOT/weights/dgn-$task.safetensors" --out "$S/runs/$task" \
     --export "dgn-$task" --export-dir "$W" --export-dtype fp16
 done
+bench() {  # bench SPLIT NAME OPTIONS...: 20 test frames, JSON to S/bench-SPLIT-NAME.json
+  local split=$1 name=$2; shift 2
+  "$PY" -m dgn_cli benchmark --dataset synth --data "$D/$split" --limit "$LIMIT" --no-timing \
+    --json "$@" >"$S/bench-$split-$name.json"
+}
 for split in synth-hh synth-lateral; do
-  for which in new shipped; do
-    if [ "$which" = new ]; then img="$W/dgn-image.safetensors"; base="$W/dgn-baseline.safetensors"
-    else img="$ROOT/weights/dgn-image.safetensors"; base="$ROOT/weights/dgn-baseline.safetensors"; fi
-    "$PY" -m dgn_cli benchmark --dataset synth --data "$D/$split" --limit "$LIMIT" --no-timing \
-      --ablation --json --weights "$img" --baseline-weights "$base" >"$S/bench-$split-$which.json"
-  done
+  # the new weights with the depth ablation; of the shipped ones only the refined row is compared
+  bench "$split" new --ablation --weights "$W/dgn-image.safetensors" \
+    --baseline-weights "$W/dgn-baseline.safetensors"
+  bench "$split" shipped --no-ablation --weights "$ROOT/weights/dgn-image.safetensors"
 done
 "$PY" - "$S" <<'PY'
 import json, sys
