@@ -150,6 +150,19 @@ def test_ema_averages_and_round_trips(tiny_config):
     assert other.updates == 1 and torch.equal(next(other.shadow.parameters()), p_ema)
 
 
+def test_ema_without_warmup_keeps_a_trained_start(tiny_config):
+    from dgn_cli.models import DGN
+
+    model = DGN(tiny_config())
+    ema = EMA(model, 0.9, warmup=False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)  # full decay from the first update: 10 % of the new weights, not 90 %
+    p_live, p_ema = next(model.parameters()), next(ema.shadow.parameters())
+    assert torch.allclose(p_ema, p_live - 0.9, atol=1e-6)
+
+
 def test_some_degraded_maps_are_flat_like_an_estimator_that_sees_nothing():
     depth = torch.linspace(0, 1, 32).expand(400, 1, 16, 32).contiguous()
     out = degrade_depth(depth, torch.Generator().manual_seed(0))

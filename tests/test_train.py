@@ -210,6 +210,24 @@ def test_init_fine_tunes_from_exported_weights_and_refuses_another_model(tmp_pat
         train(other, run(tmp_path, "wrong"), datasets=data(other))
 
 
+def test_an_init_run_exports_an_average_that_starts_from_its_init(tmp_path):
+    c = cfg(steps=2)
+    train(c, run(tmp_path, export="toy", export_dir=tmp_path / "weights"), datasets=data(c))
+    start = load_dgn(tmp_path / "weights" / "toy.safetensors").state_dict()
+    tuned = cfg(
+        steps=1, lr=1e-2, lr_final=1e-2, ema=0.9, init=str(tmp_path / "weights" / "toy.safetensors")
+    )
+    train(tuned, run(tmp_path, "tuned"), datasets=data(tuned))
+    payload = load_checkpoint(tmp_path / "tuned" / "checkpoint.pt")
+    live, avg = payload["model"], payload["ema"]["weights"]
+    moved = [
+        k for k in start if start[k].is_floating_point() and not torch.equal(start[k], live[k])
+    ]
+    assert moved  # the step changed the live weights...
+    for k in moved:  # ...and the exported average took a tenth of that change, not 90 %
+        assert torch.allclose(avg[k], start[k] + 0.1 * (live[k] - start[k]), atol=1e-6)
+
+
 def test_bf16_autocast_on_a_cpu_that_supports_it(tmp_path):
     from dgn_cli.devices import cpu_bf16_support, resolve_precision
 

@@ -115,7 +115,9 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
     check_health(start_health, cfg, start.step, ckpt_path)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+    # A continuation (--init; also on resume, cfg being the checkpoint's) averages from its
+    # trained start at full decay.
+    ema = EMA(model, cfg.ema, warmup=not cfg.init) if cfg.ema > 0 else None
     if ema is not None and payload is not None and "ema" in payload:
         ema.load_state_dict(payload["ema"])
     eval_model = ema.shadow if ema is not None else model  # what is validated and exported
