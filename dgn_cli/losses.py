@@ -114,21 +114,55 @@ def gradient_matching(pred: torch.Tensor, target: torch.Tensor, scales: int = 4)
     return total
 
 
+INVARIANT_ANCHOR = 0.1  # weight of the absolute L2 beside the scale-and-shift-invariant one
+
+
+def align_scale_shift(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """s * pred + t with (s >= 0, t) per sample the least-squares fit to target (MiDaS-style
+    alignment): what is left is the error in the depth's shape, not its level or range.
+    (B, 1, H, W) x2 -> (B, 1, H, W), float32."""
+    p, q = pred.float().flatten(1), target.float().flatten(1)
+    p_mean, q_mean = p.mean(1, keepdim=True), q.mean(1, keepdim=True)
+    pc, qc = p - p_mean, q - q_mean
+    # s >= 0: an upside-down answer (far said to be near) must not be aligned away, or the
+    # net could learn inverted depth that the per-frame min-max would then pass on. A flat or
+    # inverted prediction gets s = 0: the target's mean, the best a constant can do.
+    scale = (pc * qc).mean(1, keepdim=True) / pc.pow(2).mean(1, keepdim=True).clamp_min(1e-8)
+    scale = scale.clamp_min(0.0)
+    return (scale * pc + q_mean).view_as(pred)
+
+
 class DepthLoss(nn.Module):
     """Loss of the small depth estimator: L2 + lambda_grad * gradient matching.
 
-    forward(pred, target) -> (total, terms); both (B, 1, H, W) in [0, 1].
+    forward(pred, target) -> (total, terms); both (B, 1, H, W) in [0, 1]. invariant=True first
+    aligns pred to target by a per-sample scale and shift (`align_scale_shift`): the reference
+    depth is min-max normalised per whole frame, so a training crop cannot know its own level
+    or range, and the absolute loss teaches a crop-sized net to answer the mean level (the
+    measured plateau: a per-frame constant). Such a net is `relative` (SmallDepthConfig): its
+    whole-frame answer is min-max normalised at inference.
     """
 
-    def __init__(self, lambda_grad: float = 0.5):
+    def __init__(self, lambda_grad: float = 0.5, invariant: bool = False):
         super().__init__()
         self.lambda_grad = lambda_grad
+        self.invariant = invariant
 
     def forward(
         self, pred: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        anchor = None
+        if self.invariant:
+            # The aligned loss has no gradient at a flat prediction (the zero-initialised head's
+            # start) and none for the level; a weak absolute term gives both, so the net starts
+            # learning and its sigmoid stays away from saturation.
+            anchor = mse(pred, target)
+            pred = align_scale_shift(pred, target)
         terms = {"depth": mse(pred, target)}
         total = terms["depth"]
+        if anchor is not None:
+            terms["anchor"] = anchor
+            total = total + INVARIANT_ANCHOR * anchor
         if self.lambda_grad > 0:
             terms["gradient"] = gradient_matching(pred, target)
             total = total + self.lambda_grad * terms["gradient"]

@@ -263,8 +263,10 @@ def test_dataset_run_gives_blurry_first_and_every_ablation_row(models, gopro):
     assert len(doc["per_image"]) == 4 and doc["per_image"][0]["name"] == "seq0/000000"
     err = doc["depth_error"]
     assert set(err) == {
-        "initial_mae", "refined_mae", "initial_rmse", "refined_rmse", "constant_rmse"
+        "initial_mae", "refined_mae", "initial_rmse", "refined_rmse", "constant_rmse",
+        "initial_pearson", "refined_pearson",
     }  # fmt: skip
+    assert all(-1 <= err[f"{k}_pearson"] <= 1 for k in ("initial", "refined"))
     # the bar an estimator must clear: the reference's own spread (equal bands of BAND_DEPTH)
     assert err["constant_rmse"] == pytest.approx(np.std(BAND_DEPTH), abs=1e-4)
     assert doc["dataset"]["reference_depth"] == "the dataset's depth/ maps"
@@ -393,3 +395,12 @@ def test_a_bad_dataset_fails_before_any_timing(models, tmp_path, monkeypatch):
          models["depth"], "--dataset", "gopro", "--data", str(tmp_path / "missing")],
     )  # fmt: skip
     assert result.exit_code == 1 and "missing: dataset folder not found" in result.stderr
+
+
+def test_depth_correlation_sees_shape_not_level_and_calls_a_flat_map_zero():
+    from dgn_cli.benchmark.quality import pearson
+
+    ref = torch.linspace(0, 1, 64).view(1, 1, 8, 8)
+    assert pearson(0.2 * ref + 0.5, ref) == pytest.approx(1.0)
+    assert pearson(1 - ref, ref) == pytest.approx(-1.0)
+    assert pearson(torch.full_like(ref, 0.4), ref) == 0.0

@@ -96,6 +96,28 @@ def test_small_net_input_scale_sees_a_downscaled_frame_and_answers_at_full_size(
         SmallDepthConfig(input_scale=0.0)
 
 
+def test_a_relative_small_net_is_min_max_normalised_per_frame(tiny_depth_net):
+    from dgn_cli.models.depth import SmallDepthConfig
+
+    torch.manual_seed(0)
+    net = tiny_depth_net(relative=True).eval()
+    torch.nn.init.normal_(net.head.weight, std=0.5)  # a trained head: the answer varies
+    image = torch.rand(2, 3, 40, 48)
+    with torch.no_grad():
+        raw = net(image)
+        depth = DepthEstimator(net, "small")(image)
+    assert raw.amax() - raw.amin() < 0.9  # the net's own answer does not span [0, 1]...
+    for d, r in zip(depth, raw, strict=True):  # ...its reading does, per frame, in order
+        assert d.amin() == 0 and d.amax() == 1
+        assert (d.flatten()[torch.argsort(r.flatten())].diff() >= 0).all()
+    # Absolute nets are read as they are; older configs are absolute.
+    plain = tiny_depth_net().eval()
+    plain.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert torch.equal(DepthEstimator(plain, "small")(image), plain(image).clamp(0, 1))
+    assert not SmallDepthConfig.from_json('{"widths": [4, 8], "slope": 0.2}').relative
+
+
 def test_untrained_small_net_says_one_half_everywhere():
     """The head starts at zero: the first steps begin at the middle of the sigmoid, not at a
     random logit that the optimiser can push into saturation (the collapse seen at lr 1e-3)."""

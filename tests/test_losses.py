@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from dgn_cli.losses import DepthLoss, DGNLoss, LossWeights, gradient_matching
+from dgn_cli.losses import (
+    INVARIANT_ANCHOR,
+    DepthLoss,
+    DGNLoss,
+    LossWeights,
+    align_scale_shift,
+    gradient_matching,
+)
 from dgn_cli.models.vgg import VGG19Conv33, vgg19_conv3_3_state
 
 # torchvision's vgg19().features conv indices up to conv3_3
@@ -71,3 +78,30 @@ def test_gradient_matching_ignores_offsets_and_sees_edges():
     total, terms = DepthLoss(0.5)(smeared, target)
     assert set(terms) == {"depth", "gradient"}
     assert total.item() == pytest.approx((terms["depth"] + 0.5 * terms["gradient"]).item())
+
+
+def test_invariant_depth_loss_ignores_each_crops_level_and_range():
+    target = torch.rand(2, 1, 16, 16)
+    # The same shape at another level and range per sample: what a crop of a frame-normalised
+    # depth can honestly say. The absolute loss punishes it; the invariant one does not.
+    pred = target * torch.tensor([0.3, 0.6]).view(2, 1, 1, 1) + torch.tensor([0.5, 0.1]).view(
+        2, 1, 1, 1
+    )
+    assert torch.allclose(align_scale_shift(pred, target), target, atol=1e-5)
+    total, terms = DepthLoss(0.5, invariant=True)(pred, target)
+    assert terms["depth"].item() < 1e-10 and terms["gradient"].item() < 1e-5
+    assert total.item() == pytest.approx(INVARIANT_ANCHOR * terms["anchor"].item(), rel=1e-4)
+    assert DepthLoss(0.5)(pred, target)[0].item() > 50 * total.item()
+    # Upside-down depth is not aligned away (scale >= 0): it scores as a constant would.
+    _, terms = DepthLoss(0.5, invariant=True)(1 - target, target)
+    per_sample_var = target.var(dim=(1, 2, 3), correction=0).mean().item()
+    assert terms["depth"].item() == pytest.approx(per_sample_var, rel=1e-4)
+
+
+def test_invariant_depth_loss_has_a_gradient_at_a_flat_start():
+    """The depth net's head starts at zero (0.5 everywhere): the aligned term alone gives no
+    gradient there; the anchor does."""
+    pred = torch.full((1, 1, 8, 8), 0.5, requires_grad=True)
+    target = torch.linspace(0, 1, 64).view(1, 1, 8, 8)
+    DepthLoss(0.5, invariant=True)(pred, target)[0].backward()
+    assert pred.grad.abs().sum() > 0

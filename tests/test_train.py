@@ -228,6 +228,28 @@ def test_an_init_run_exports_an_average_that_starts_from_its_init(tmp_path):
         assert torch.allclose(avg[k], start[k] + 0.1 * (live[k] - start[k]), atol=1e-6)
 
 
+def test_a_depth_net_trained_scale_invariant_is_read_relative(tmp_path):
+    from dgn_cli.checkpoints import load_depth_estimator
+
+    c = cfg(task="depth", steps=3, lr=1e-2, lr_final=1e-2, depth_loss="invariant")
+    records = []
+    train(
+        c,
+        run(tmp_path, export="toy-depth", export_dir=tmp_path / "weights", val_every=3),
+        on_event=records.append,
+        datasets=data(c),
+    )
+    terms = [r for r in records if r["event"] == "train"][0]
+    assert {"loss_depth", "loss_anchor", "loss_gradient"} <= set(terms)
+    estimator = load_depth_estimator(tmp_path / "weights" / "toy-depth.safetensors")
+    assert estimator.net.config.relative  # the export says how to read it
+    with torch.no_grad():
+        depth = estimator(torch.rand(1, 3, 24, 32))
+    assert depth.amin() == 0 and depth.amax() == 1  # min-max normalised per frame
+    val = [r for r in records if r["event"] == "val"]
+    assert val and 0 <= val[-1]["depth_rmse"] <= 1
+
+
 def test_bf16_autocast_on_a_cpu_that_supports_it(tmp_path):
     from dgn_cli.devices import cpu_bf16_support, resolve_precision
 

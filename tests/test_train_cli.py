@@ -181,6 +181,9 @@ def test_recipe_values_unless_given_on_the_command_line(tmp_path, monkeypatch):
     cfg, _ = captured_train(monkeypatch, ["--out", str(tmp_path), "--task", "depth",
                                           "--lr", "0.01"])  # fmt: skip
     assert cfg.lr == 0.01
+    cfg, _ = captured_train(monkeypatch, ["--out", str(tmp_path), "--task", "depth",
+                                          "--depth-loss", "invariant"])  # fmt: skip
+    assert cfg.depth_loss == "invariant" and recipe_config("fast").depth_loss == "absolute"
     # --help derives the defaults from the recipes, the task's own value included
     from dgn_cli.commands.train import recipe_default
 

@@ -62,6 +62,8 @@ DEFAULT_SYNTH_ROOT = Path("data/synth")
 
 
 # ------------------------------------------------------------------------------- data
+
+
 def synth_command(root: str | Path) -> str:
     """The exact commands that make the synthetic test split under `root`."""
     return (
@@ -175,6 +177,14 @@ def _score(pred01: torch.Tensor, sharp255: torch.Tensor, depth_ref: torch.Tensor
     return score
 
 
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two maps (any equal shapes), 0.0 when either is flat."""
+    x, y = a.double().flatten(), b.double().flatten()
+    x, y = x - x.mean(), y - y.mean()
+    denom = float(x.norm() * y.norm())
+    return float(x @ y) / denom if denom > 0 else 0.0
+
+
 # ------------------------------------------------------------------------------- evaluation
 @dataclass
 class _Item:
@@ -236,7 +246,17 @@ def evaluate(
 
     # constant_rmse: the best per-frame constant's RMSE (the reference's own spread), the bar an
     # estimator must clear to carry any depth signal at all.
-    depth_errors = ("initial_mae", "refined_mae", "initial_rmse", "refined_rmse", "constant_rmse")
+    # *_pearson: per-frame correlation with the reference, blind to level and range (which a
+    # frame-normalised depth cannot be sure of); 0 for a flat map, which carries no signal.
+    depth_errors = (
+        "initial_mae",
+        "refined_mae",
+        "initial_rmse",
+        "refined_rmse",
+        "constant_rmse",
+        "initial_pearson",
+        "refined_pearson",
+    )
     means = {row: Means() for row in ROWS} | {DEPTH_ERROR: Means(depth_errors)}
     exact_depth = 0
 
@@ -271,6 +291,7 @@ def evaluate(
             diff = (d.double() - d_ref.double()).abs()
             errors[f"{key}_mae"] = float(diff.mean())
             errors[f"{key}_rmse"] = float(diff.pow(2).mean().sqrt())
+            errors[f"{key}_pearson"] = pearson(d, d_ref)
         errors["constant_rmse"] = float(d_ref.double().std(correction=0))
         return {**rows, DEPTH_ERROR: errors}
 

@@ -80,6 +80,12 @@ def depth_error_line(report: dict) -> str | None:
         f"initial D_b MAE {err['initial_mae']:.4f} (RMSE {err['initial_rmse']:.4f}), "
         f"refined D_r MAE {err['refined_mae']:.4f} (RMSE {err['refined_rmse']:.4f}); "
         f"the best per-frame constant: RMSE {err['constant_rmse']:.4f}"
+        + (
+            f"; Pearson correlation initial {err['initial_pearson']:+.2f}, "
+            f"refined {err['refined_pearson']:+.2f}"
+            if "initial_pearson" in err  # reports written before it had no correlation
+            else ""
+        )
     )
 
 

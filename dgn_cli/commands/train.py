@@ -348,6 +348,14 @@ def register(app: typer.Typer) -> None:
         lambda_grad: Annotated[
             float | None, recipe_option("--lambda-grad", "depth task: gradient-matching weight")
         ] = None,
+        depth_loss: Annotated[
+            str | None,
+            recipe_option(
+                "--depth-loss",
+                "depth task: absolute (L2 to the frame-normalised depth) | invariant (after a "
+                "per-crop scale and shift; the net's whole-frame answer is min-max normalised)",
+            ),
+        ] = None,
         widths: Annotated[
             str | None,
             typer.Option(

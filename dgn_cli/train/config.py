@@ -52,6 +52,7 @@ class TrainConfig(JsonConfig):
     lambda_p: float = 0.01
     lambda_d: float = 1.0
     lambda_grad: float = 0.5  # depth task only: gradient-matching term
+    depth_loss: str = "absolute"  # depth task only: absolute | invariant (losses.DepthLoss)
     widths: tuple[int, ...] = (32, 64, 128)  # DGN widths; the depth task uses depth_widths
     depth_widths: tuple[int, ...] = (16, 32, 64, 128)
     model_overrides: dict = field(default_factory=dict)  # extra DGNConfig / SmallDepthConfig fields
@@ -86,6 +87,10 @@ class TrainConfig(JsonConfig):
             raise InputError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.loss not in ("mse", "charbonnier"):
             raise InputError(f"unknown loss {self.loss!r}; choose mse or charbonnier")
+        if self.depth_loss not in ("absolute", "invariant"):
+            raise InputError(
+                f"unknown depth loss {self.depth_loss!r}; choose absolute or invariant"
+            )
         if self.schedule not in ("paper", "cosine"):
             raise InputError(f"unknown schedule {self.schedule!r}; choose paper or cosine")
         if self.synth_render not in ("scene", "frame"):

@@ -27,7 +27,9 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     """A fresh DGN for the image/video/baseline/concat tasks, SmallDepthNet for depth."""
     try:
         if cfg.task == "depth":
-            return SmallDepthNet(SmallDepthConfig(widths=cfg.depth_widths, **cfg.model_overrides))
+            relative = cfg.depth_loss == "invariant"  # its answer has no level of its own
+            overrides = {"relative": relative, **cfg.model_overrides}
+            return SmallDepthNet(SmallDepthConfig(widths=cfg.depth_widths, **overrides))
         variant, frames = TASK_MODEL[cfg.task]
         return DGN(
             DGNConfig(variant=variant, frames=frames, widths=cfg.widths, **cfg.model_overrides)
@@ -93,7 +95,7 @@ def load_vgg(vgg_weights: str | None, device: torch.device) -> nn.Module:
 def build_loss(cfg: TrainConfig, run: RunOptions, device: torch.device) -> nn.Module:
     """DGNLoss (content, perceptual, depth, FFT terms) or, for the depth task, DepthLoss."""
     if cfg.task == "depth":
-        return DepthLoss(cfg.lambda_grad)
+        return DepthLoss(cfg.lambda_grad, invariant=cfg.depth_loss == "invariant")
     weights = LossWeights(
         cfg.lambda_c, cfg.lambda_p, cfg.lambda_d, cfg.lambda_fft, cfg.loss, cfg.charbonnier_eps
     )

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from dgn_cli import devices, distributed
 from dgn_cli.evaluation import Means, image_scores, score_items
 from dgn_cli.metrics import to_255
+from dgn_cli.models.depth.estimator import small_depth
 from dgn_cli.tensors import centre_frame, to_unit
 from dgn_cli.train.config import TrainConfig
 from dgn_cli.train.data_order import to_device
@@ -42,7 +43,9 @@ def validate(
         )
         with devices.autocast(device, devices.PRECISIONS[precision]):
             if cfg.task == "depth":
-                pred = model(to_unit(centre_frame(batch["blur"], cfg.frames).float())).float()
+                # Whole frames, read as inference reads them (a relative net is normalised).
+                image = to_unit(centre_frame(batch["blur"], cfg.frames).float())
+                pred = small_depth(model, image).float()
                 mse = (pred - batch["depth"]).pow(2).mean().item()
                 return {"val": {"loss": mse, "depth_rmse": math.sqrt(mse)}}
             # A fixed degradation per validation item, so runs are comparable.

@@ -39,7 +39,8 @@ class DepthEstimator(nn.Module):
     """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) normalised inverse depth in [0, 1], 1 = nearest.
 
     `kind` names the adapter for the wrapped network's input/output convention:
-    - "small": the project's SmallDepthNet, which already predicts the convention.
+    - "small": the project's SmallDepthNet, which predicts the convention (a relative one is
+      min-max normalised per frame, see `small_depth`).
     - "depth-anything-v2": DepthAnythingV2Small (ImageNet-normalised input at a shorter side
       of 518, disparity output).
     - "megadepth": MegaDepthHourglass ([0, 1] input at about 384x512, log-depth output).
@@ -57,8 +58,14 @@ class DepthEstimator(nn.Module):
         return ADAPTERS[self.kind](self.net, image)
 
 
-def _small(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    return net(image).clamp(0, 1)
+def small_depth(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """SmallDepthNet (or its ONNX graph) on whole frames -> the convention: its answer as it
+    is, or for a `relative` net (scale-and-shift-invariant training) min-max normalised per
+    frame with the same percentiles as the public relative estimators."""
+    depth = net(image)
+    if net.config.relative:
+        depth = robust_minmax(depth)
+    return depth.clamp(0, 1)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -143,7 +150,7 @@ class DepthArchitecture:
 DEPTH_ARCHITECTURES = {
     a.name: a
     for a in (
-        DepthArchitecture("SmallDepthNet", "small", None, None, _small),
+        DepthArchitecture("SmallDepthNet", "small", None, None, small_depth),
         DepthArchitecture(
             "DepthAnythingV2Small",
             "depth-anything-v2",

@@ -33,6 +33,10 @@ class SmallDepthConfig(JsonConfig):
     widths: tuple[int, ...] = (16, 32, 64, 128)
     slope: float = 0.2
     input_scale: float = 1.0  # the net runs on the input resized by this factor (0, 1]
+    # relative: trained with the scale-and-shift-invariant loss, so only the shape of its
+    # whole-frame answer means anything; the estimator's "small" adapter min-max normalises it
+    # per frame (estimator.small_depth).
+    relative: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
