@@ -115,11 +115,13 @@ def gradient_matching(pred: torch.Tensor, target: torch.Tensor, scales: int = 4)
 
 
 INVARIANT_ANCHOR = 0.1  # weight of the absolute L2 beside the scale-and-shift-invariant one
+MAX_ALIGN_SCALE = 10.0  # the alignment stretches a prediction's range at most 10x
 
 
 def align_scale_shift(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """s * pred + t with (s >= 0, t) per sample the least-squares fit to target (MiDaS-style
-    alignment): what is left is the error in the depth's shape, not its level or range.
+    """s * pred + t with (0 <= s <= MAX_ALIGN_SCALE, t) per sample the least-squares fit to
+    target (MiDaS-style alignment): what is left is the error in the depth's shape, not its
+    level or range.
     (B, 1, H, W) x2 -> (B, 1, H, W), float32."""
     p, q = pred.float().flatten(1), target.float().flatten(1)
     p_mean, q_mean = p.mean(1, keepdim=True), q.mean(1, keepdim=True)
@@ -127,8 +129,11 @@ def align_scale_shift(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     # s >= 0: an upside-down answer (far said to be near) must not be aligned away, or the
     # net could learn inverted depth that the per-frame min-max would then pass on. A flat or
     # inverted prediction gets s = 0: the target's mean, the best a constant can do.
+    # s is a constant of the step (detached) and at most MAX_ALIGN_SCALE: through cov / var its
+    # gradient grows as 1 / var near a flat prediction, and a first training run with it blew
+    # the logits far negative within 500 steps (the sigmoid saturated at 0, no way back).
     scale = (pc * qc).mean(1, keepdim=True) / pc.pow(2).mean(1, keepdim=True).clamp_min(1e-8)
-    scale = scale.clamp_min(0.0)
+    scale = scale.clamp(0.0, MAX_ALIGN_SCALE).detach()
     return (scale * pc + q_mean).view_as(pred)
 
 

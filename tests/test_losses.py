@@ -5,6 +5,7 @@ import torch
 
 from dgn_cli.losses import (
     INVARIANT_ANCHOR,
+    MAX_ALIGN_SCALE,
     DepthLoss,
     DGNLoss,
     LossWeights,
@@ -105,3 +106,13 @@ def test_invariant_depth_loss_has_a_gradient_at_a_flat_start():
     target = torch.linspace(0, 1, 64).view(1, 1, 8, 8)
     DepthLoss(0.5, invariant=True)(pred, target)[0].backward()
     assert pred.grad.abs().sum() > 0
+
+
+def test_invariant_depth_loss_gradient_stays_bounded_near_a_flat_prediction():
+    """Through cov / var the alignment's gradient grew as 1 / var: a nearly flat answer got
+    kicks that saturated the net's sigmoid. The scale is capped and held fixed in the step."""
+    target = torch.linspace(0, 1, 64).view(1, 1, 8, 8)
+    for spread in (1e-6, 1e-3, 1e-1):
+        pred = (0.5 + spread * torch.randn(1, 1, 8, 8)).requires_grad_(True)
+        DepthLoss(0.5, invariant=True)(pred, target)[0].backward()
+        assert torch.isfinite(pred.grad).all() and pred.grad.abs().max() < MAX_ALIGN_SCALE
