@@ -404,3 +404,27 @@ def test_depth_correlation_sees_shape_not_level_and_calls_a_flat_map_zero():
     assert pearson(0.2 * ref + 0.5, ref) == pytest.approx(1.0)
     assert pearson(1 - ref, ref) == pytest.approx(-1.0)
     assert pearson(torch.full_like(ref, 0.4), ref) == 0.0
+
+
+def test_depth_eval_script_scores_an_estimator_alone(models, gopro):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "campaign" / "depth_eval.py"
+    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": ""}
+    done = subprocess.run(
+        [sys.executable, str(script), models["depth"], "--data", str(gopro), "--frames", "9"],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    m = re.search(
+        r"Pearson ([-+]\d\.\d+) \(worst frame ([-+]\d\.\d+)\), RMSE (\d\.\d+), "
+        r"best constant RMSE (\d\.\d+), (\d+) frames",
+        done.stdout,
+    )
+    assert m, done.stdout
+    pearson, worst, rmse, constant, frames = map(float, m.groups())
+    assert frames == 4  # all the split has
+    assert -1 <= worst <= pearson <= 1 and 0 <= rmse <= 1
+    assert constant == pytest.approx(np.std(BAND_DEPTH), abs=1e-3)
