@@ -143,9 +143,10 @@ class DepthLoss(nn.Module):
     forward(pred, target) -> (total, terms); both (B, 1, H, W) in [0, 1]. invariant=True first
     aligns pred to target by a per-sample scale and shift (`align_scale_shift`): the reference
     depth is min-max normalised per whole frame, so a training crop cannot know its own level
-    or range, and the absolute loss teaches a crop-sized net to answer the mean level (the
-    measured plateau: a per-frame constant). Such a net is `relative` (SmallDepthConfig): its
-    whole-frame answer is min-max normalised at inference.
+    or range, and the absolute loss may teach a crop-sized net to answer the mean level (the
+    shipped estimator's plateau: a per-frame constant). Such a net is `relative`
+    (SmallDepthConfig): its whole-frame answer is min-max normalised at inference. Measured
+    (BENCHMARKS.md, stretch 5): at 1500 steps it did not read depth from blur either.
     """
 
     def __init__(self, lambda_grad: float = 0.5, invariant: bool = False):
