@@ -63,7 +63,8 @@ def small_depth(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
     is, or for a `relative` net (scale-and-shift-invariant training) min-max normalised per
     frame with the same percentiles as the public relative estimators."""
     depth = net(image)
-    if net.config.relative:
+    # Any net already in the convention may use this adapter; only a relative config changes it.
+    if getattr(getattr(net, "config", None), "relative", False):
         depth = robust_minmax(depth)
     return depth.clamp(0, 1)
 
