@@ -185,6 +185,16 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(x @ y) / denom if denom > 0 else 0.0
 
 
+def depth_scores(depth: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+    """{"mae", "rmse", "pearson"} of one depth map against the reference (equal shapes)."""
+    diff = (depth.double() - reference.double()).abs()
+    return {
+        "mae": float(diff.mean()),
+        "rmse": float(diff.pow(2).mean().sqrt()),
+        "pearson": pearson(depth, reference),
+    }
+
+
 # ------------------------------------------------------------------------------- evaluation
 @dataclass
 class _Item:
@@ -288,10 +298,7 @@ def evaluate(
             rows[ROW_REFERENCE] = _score(out, item.sharp255, d_ref)
         errors = {}
         for key, d in (("initial", d_init), ("refined", d_refined)):
-            diff = (d.double() - d_ref.double()).abs()
-            errors[f"{key}_mae"] = float(diff.mean())
-            errors[f"{key}_rmse"] = float(diff.pow(2).mean().sqrt())
-            errors[f"{key}_pearson"] = pearson(d, d_ref)
+            errors.update({f"{key}_{k}": v for k, v in depth_scores(d, d_ref).items()})
         errors["constant_rmse"] = float(d_ref.double().std(correction=0))
         return {**rows, DEPTH_ERROR: errors}
 

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dgn_cli.benchmark.quality import pearson  # noqa: E402
+from dgn_cli.benchmark.quality import depth_scores  # noqa: E402
 from dgn_cli.checkpoints import load_depth_estimator  # noqa: E402
 from dgn_cli.data.datasets import PairedFolderDataset  # noqa: E402
 
@@ -40,9 +40,8 @@ def main() -> None:
             item = dataset[int(i)]
             blurred = ((item["blur"][:3] + 1) / 2).unsqueeze(0)  # [-1, 1] -> [0, 1]
             ref = item["depth"].unsqueeze(0).double()
-            depth = estimator(blurred).double()
-            rmse = float((depth - ref).pow(2).mean().sqrt())
-            scores.append((pearson(depth, ref), rmse, float(ref.std(correction=0))))
+            got = depth_scores(estimator(blurred), ref)
+            scores.append((got["pearson"], got["rmse"], float(ref.std(correction=0))))
     s = np.array(scores)
     print(
         f"{args.estimator}: Pearson {s[:, 0].mean():+.3f} (worst frame {s[:, 0].min():+.2f}), "
