@@ -81,6 +81,48 @@ def test_data_synth_stats_and_extent_files(tmp_path, photos):
     assert split_stats(tmp_path / "s", "test")["extent_px"] == stats["extent_px"]
 
 
+def _laplacian_var(img: np.ndarray, mask: np.ndarray) -> float:
+    import cv2
+
+    return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F)[mask].var())
+
+
+def test_continuous_blur_has_no_ghost_copies_of_the_same_scene(photos):
+    # 24 px over 7 sub-frames: copies 4 px apart. With --max-step 1 the exposure is sampled
+    # every <= 1 px: the same scene, sharp frame and depth, a smoother (ghost-free) blur.
+    bank = PhotoBank(photos)
+    base = dict(
+        extent_px=(24.0, 24.0), subframes=(7,), rotation_px=(0.0, 0.0), moving_prob=0.0,
+        noise_sigma=0.0, scale_with_size=False,
+    )  # fmt: skip
+    ghost = render_sequence(bank, 3, 160, 96, cfg=SynthConfig(**base))
+    smooth = render_sequence(bank, 3, 160, 96, cfg=SynthConfig(**base, subframe_step_px=1.0))
+    assert ghost["subframes"] == 7 and smooth["subframes"] == 35  # 5 x 7: <= 24/6/5 px apart
+    assert np.array_equal(ghost["sharp"], smooth["sharp"])
+    assert np.array_equal(ghost["depth"], smooth["depth"])
+    assert abs(ghost["blur"].astype(float).mean() - smooth["blur"].astype(float).mean()) < 1.0
+    near = ghost["depth"][0] > 0.5  # where the path is long: the ghost copies' hard edges
+    assert _laplacian_var(ghost["blur"][0], near) > 1.5 * _laplacian_var(smooth["blur"][0], near)
+    # the extent maps follow the denser sampling (the same path, sampled more finely)
+    assert np.median(smooth["extent"]) >= np.median(ghost["extent"])
+
+
+def test_a_split_rendered_before_max_step_existed_resumes(tmp_path, photos):
+    out = tmp_path / "s"
+    args = ["data", "synth", str(out), "--photos", str(photos), "--split", "test",
+            "--count", "1", "--size", "48x32", "--quiet"]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    meta_path = out / "test" / "synth.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["subframe_step_px"]  # as an older dgn wrote it
+    meta_path.write_text(json.dumps(meta))
+    result = CliRunner().invoke(app, [*args[:-1], "--count", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (out / "test/000001/blur/000000.png").is_file()
+    refused = CliRunner().invoke(app, [*args, "--max-step", "1"])
+    assert refused.exit_code == 1 and "config differ" in refused.output
+
+
 def test_crops_are_drawn_towards_blur(tmp_path):
     # One frame whose right half is blurred 30 px and left half sharp (extent map by hand).
     import cv2

@@ -127,6 +127,16 @@ def synth(
             "lateral (the first renderer's: mostly sharp far field)",
         ),
     ] = "handheld",
+    max_step: Annotated[
+        float | None,
+        typer.Option(
+            "--max-step",
+            min=0.1,
+            help="continuous blur: sample each exposure so that no point moves more than this "
+            "many pixels between samples (e.g. 1); default: the N sub-frames only, like GOPRO, "
+            "which leaves ghost copies on long paths",
+        ),
+    ] = None,
     stats: Annotated[
         bool,
         typer.Option(
@@ -145,7 +155,7 @@ def synth(
     from dgn_cli.data.synth import SPLIT_DEFAULTS, PhotoBank, camera_config, write_split
     from dgn_cli.data.synth_stats import split_stats
 
-    cfg = camera_config(camera)
+    cfg = camera_config(camera, subframe_step_px=max_step)
     defaults = SPLIT_DEFAULTS[split.value]
     width, height = (
         parse_size(size, minimum=16) if size else (defaults["width"], defaults["height"])
@@ -166,7 +176,7 @@ def synth(
     summary = {
         **result, "split": split.value, "count": count, "width": width, "height": height,
         "seed": seed, "frames": frames, "photos": len(bank), "seconds": round(seconds, 2),
-        "camera": camera, "stats": split_stats_,
+        "camera": camera, "max_step": max_step, "stats": split_stats_,
     }  # fmt: skip
     if preview:
         summary["preview"] = str(write_preview(out, split.value, min(count, 4), frames))

@@ -76,6 +76,11 @@ class SynthConfig:
     object_motion_px: tuple[float, float] = (2.0, 30.0)  # own motion per exposure
     noise_sigma: float = 0.01  # Gaussian noise on the blurred frame, [0, 1] sRGB units
     gain: tuple[float, float] = (0.75, 1.25)  # exposure jitter of each texture (linear light)
+    # None: the N sub-frames only, like GOPRO's 240 fps frames, so a long path shows N ghost
+    # copies (42 px over 7 sub-frames: 7 px apart). A number: each sub-frame interval is split
+    # so that no point moves more than this many pixels between samples (continuous blur, as a
+    # real exposure); the scene and trajectory are the same as without it.
+    subframe_step_px: float | None = None
     scale_with_size: bool = True
     reference_size: tuple[int, int] = field(default=REFERENCE_SIZE)
 
@@ -303,6 +308,23 @@ def _subframe_times(n_sub: int, frames: int) -> np.ndarray:
     return (k + j).astype(np.float64)
 
 
+def supersampling(traj: Trajectory, layers, cfg: SynthConfig, n_sub: int, width, height) -> int:
+    """Odd factor k >= 1 so that N*k samples per exposure move no point by more than
+    `cfg.subframe_step_px` between samples (1 when it is None). Bounds the step by the nearest
+    object's translation (inverse depth 1) + the corners' rotation + the fastest own motion."""
+    if cfg.subframe_step_px is None:
+        return 1
+    times = _subframe_times(n_sub, 1)[0]
+    shift = max(float(np.linalg.norm(traj.translation(b) - traj.translation(a)))
+                for a, b in zip(times[:-1], times[1:], strict=True)) if n_sub > 1 else 0.0
+    turn = max(abs(traj.rotation(b) - traj.rotation(a))
+               for a, b in zip(times[:-1], times[1:], strict=True)) if n_sub > 1 else 0.0
+    own = max(math.hypot(*layer.motion) for layer in layers) / n_sub
+    step = shift + turn * 0.5 * math.hypot(width, height) + own
+    k = max(1, math.ceil(step / cfg.subframe_step_px))
+    return k if k % 2 else k + 1  # odd, so the centre sample (the sharp frame) exists
+
+
 def _make_trajectory(rng, cfg: SynthConfig, scale: float, n_sub: int, width, height):
     ang = rng.uniform(0, 2 * np.pi)
     direction = np.array([np.cos(ang), np.sin(ang)])
@@ -508,7 +530,8 @@ def render_sequence(
     sub-frame), "depth" float32 (K, H, W) in [0, 1] (normalised inverse depth of each sharp
     frame, 1 = nearest, min-max over the sequence), "extent" float32 (K, H, W) (per-pixel blur
     extent in pixels, see blur_extent_map), and scalars "extent_px" (path of the nearest object
-    over one exposure, pixels) and "subframes" (N). The extent maps are computed after all
+    over one exposure, pixels) and "subframes" (samples per exposure: N times the
+    supersampling factor of `cfg.subframe_step_px`). The extent maps are computed after all
     random draws, so they never change the other arrays.
     """
     cfg = cfg or SynthConfig()
@@ -521,6 +544,9 @@ def render_sequence(
     traj, extent = _make_trajectory(rng, cfg, scale, n_sub, width, height)
     layers = _build_scene(bank, rng, cfg, width, height, traj, taus, scale)
     centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    # Supersampling after every random draw, so the scene is the one rendered without it.
+    n_sub *= supersampling(traj, layers, cfg, n_sub, width, height)
+    taus = _subframe_times(n_sub, frames)
 
     blur = np.empty((frames, height, width, 3), np.uint8)
     sharp = np.empty((frames, height, width, 3), np.uint8)
@@ -622,6 +648,9 @@ def write_split(
         except ValueError:
             before = {}
         now = json.loads(json.dumps(meta))  # tuples -> lists, as stored
+        if isinstance(before.get("config"), dict):
+            # a field added since the split was rendered is None there (its old behaviour)
+            before["config"] = {**dict.fromkeys(now["config"]), **before["config"]}
         changed = [k for k in now if k != "count" and before.get(k) != now[k]]
         if changed:
             raise OutputError(
