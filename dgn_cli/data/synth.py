@@ -36,6 +36,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -315,10 +316,9 @@ def supersampling(traj: Trajectory, layers, cfg: SynthConfig, n_sub: int, width,
     if cfg.subframe_step_px is None:
         return 1
     times = _subframe_times(n_sub, 1)[0]
-    shift = max(float(np.linalg.norm(traj.translation(b) - traj.translation(a)))
-                for a, b in zip(times[:-1], times[1:], strict=True)) if n_sub > 1 else 0.0
-    turn = max(abs(traj.rotation(b) - traj.rotation(a))
-               for a, b in zip(times[:-1], times[1:], strict=True)) if n_sub > 1 else 0.0
+    moves = [np.linalg.norm(traj.translation(b) - traj.translation(a)) for a, b in pairwise(times)]
+    turns = [abs(traj.rotation(b) - traj.rotation(a)) for a, b in pairwise(times)]
+    shift, turn = float(max(moves, default=0.0)), float(max(turns, default=0.0))
     own = max(math.hypot(*layer.motion) for layer in layers) / n_sub
     step = shift + turn * 0.5 * math.hypot(width, height) + own
     k = max(1, math.ceil(step / cfg.subframe_step_px))
