@@ -2,8 +2,9 @@
 # Regenerate everything a campaign stretch needs on a fresh machine (~15 min on 2 cores):
 #   bash scripts/campaign/data.sh DATA
 # DATA/photos (62 real photos, licences in DATA/photos/LICENSES), DATA/synth-hh-train (600
-# training frames + the 8-frame seed-7 validation split), the three test splits the benchmark
-# tables use (DATA/synth-hh, DATA/synth-lateral, DATA/synth-video) and DATA/real (the README's
+# training frames + the 8-frame seed-7 validation split), DATA/synth-hh-cont-train (300 of those
+# scenes with continuous blur, + validation), the test splits the benchmark tables use
+# (DATA/synth-hh, DATA/synth-lateral, DATA/synth-video, DATA/synth-hh-cont) and DATA/real (the README's
 # real blurred photos, for docs/make_figures.py). Every step skips what is already there, and
 # the splits are seeded: a regenerated split equals the old one (checked in stretch 4).
 set -euo pipefail
@@ -19,6 +20,11 @@ dgn data synth "$D/synth-hh-train" --photos "$D/photos" --split test --count 8 -
 dgn data synth "$D/synth-hh" --photos "$D/photos" --split test
 dgn data synth "$D/synth-lateral" --photos "$D/photos" --split test --camera lateral
 dgn data synth "$D/synth-video" --photos "$D/photos" --split test --frames 5 --count 20 --size 1280x720
+# Continuous blur (no ghost copies, stretch 6 on): the same scenes as synth-hh-train / synth-hh
+# (same seeds), each exposure sampled every <= 1 px. ~4 s a frame on one core.
+dgn data synth "$D/synth-hh-cont-train" --photos "$D/photos" --count 300 --size 1280x720 --max-step 1
+dgn data synth "$D/synth-hh-cont-train" --photos "$D/photos" --split test --count 8 --size 1280x720 --seed 7 --max-step 1
+dgn data synth "$D/synth-hh-cont" --photos "$D/photos" --split test --count 20 --max-step 1
 # The README's real blurred photos, fetched like the training photos (dgn_cli.data.photos, with
 # their licences) and copied flat into DATA/real for docs/make_figures.py.
 "$PY" - "$D" <<'PY'
