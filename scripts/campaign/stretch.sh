@@ -13,7 +13,7 @@ D=${1:?usage: stretch.sh DATA STEPS SEED}; STEPS=${2:?steps}; SEED=${3:?seed}
 D=$(cd "$D" && pwd)
 PY=${PYTHON:-python}
 LIMIT=${LIMIT:-20}  # test frames per split (LIMIT=1 for a dry run)
-TRAIN=${TRAIN:-synth-hh-cont-train}  # training split under DATA (synth-hh-train: the ghosted one)
+TRAIN=${TRAIN:-synth-hh-train}  # training split under DATA (synth-hh-cont-train: continuous blur)
 TASKS=${TASKS:-image baseline}
 # The baseline diverged at 5e-4 in stretch 5 (step 4250) and trains stably at 3e-4.
 declare -A LR=([image]=${LR_IMAGE:-5e-4} [baseline]=${LR_BASELINE:-3e-4})
