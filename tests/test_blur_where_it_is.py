@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -82,8 +83,6 @@ def test_data_synth_stats_and_extent_files(tmp_path, photos):
 
 
 def _laplacian_var(img: np.ndarray, mask: np.ndarray) -> float:
-    import cv2
-
     return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F)[mask].var())
 
 

@@ -40,10 +40,11 @@ for split in $SPLITS; do
     --baseline-weights "$W/dgn-baseline.safetensors"
   bench "$split" shipped --no-ablation --weights "$ROOT/weights/dgn-image.safetensors"
 done
-"$PY" - "$S" <<'PY'
+# shellcheck disable=SC2086  # SPLITS: one argument per split
+"$PY" - "$S" $SPLITS <<'PY'
 import json, sys
 s = sys.argv[1]
-for split in ("synth-hh", "synth-lateral", "synth-hh-cont"):
+for split in sys.argv[2:]:
     rows = {w: json.load(open(f"{s}/bench-{split}-{w}.json"))["quality"] for w in ("new", "shipped")}
     def psnr(w, method):
         return next(r["psnr"] for r in rows[w] if r["name"] == method)
