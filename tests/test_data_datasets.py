@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -244,6 +245,35 @@ def test_noise_is_automatic_and_never_doubled_on_rendered_splits(tmp_path):
     rendered = PairedFolderDataset(root, crop=16, augment=True, seed=3)
     assert rendered.noise_sigma == 0.0
     assert torch.equal(rendered[2]["blur"], rendered[2]["sharp"])
+
+
+def test_extra_data_joins_train_splits_each_with_its_own_settings(tmp_path):
+    """`dgn train --data A --extra-data B`: A's and B's train splits in one set (their sequence
+    names may repeat), B's rendered-noise setting kept, validation on A's test split only."""
+    from dgn_cli.train.config import RunOptions, TrainConfig
+    from dgn_cli.train.datasets import build_datasets
+
+    a = make_tree(tmp_path / "a", "gopro")  # 7 frames, no synth.json: the paper's noise added
+    shutil.copytree(a / "train", a / "test")
+    b = make_tree(tmp_path / "b", "gopro", seqs=(("a", 2), ("b", 1)))  # the same names
+    (b / "train" / "synth.json").write_text(json.dumps({"config": {"noise_sigma": 0.01}}))
+    cfg = TrainConfig(
+        task="image", data=str(a), extra_data=[str(b)], crop=16, val_count=2, depth_model="exact"
+    )
+    train, val = build_datasets(cfg, RunOptions(out=str(tmp_path / "run")), None)
+    assert len(train) == 7 + 3 and len(val) == 2
+    noisy = [not torch.equal(train[i]["blur"], train[i]["sharp"]) for i in range(len(train))]
+    assert noisy == [True] * 7 + [False] * 3  # A gets noise, B (already noisy) does not
+    train.set_epoch(3)  # every part varies its crops per epoch
+    assert [part.epoch for part in train.datasets] == [3, 3]
+    with pytest.raises(InputError, match="not to 'synth'"):
+        TrainConfig(data="synth", extra_data=(str(b),))
+    with pytest.raises(InputError, match="no such folder"):
+        build_datasets(
+            TrainConfig(data=str(a), extra_data=(str(tmp_path / "nope"),), depth_model="exact"),
+            RunOptions(out=str(tmp_path / "run")),
+            None,
+        )
 
 
 def test_errors(tmp_path):

@@ -105,6 +105,12 @@ def test_bad_inputs_exit_1(tmp_path):
         app, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]
     )
     assert result.exit_code == 1 and "no such folder" in result.output
+    result = runner.invoke(
+        app,
+        ["train", "--data", str(tmp_path), "--extra-data", str(tmp_path / "gone"),
+         "--out", str(tmp_path / "r")],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "gone: no such folder" in result.output
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--resume"])
     assert result.exit_code == 1 and "no checkpoint" in result.output
 

@@ -127,6 +127,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "widths": lambda text: parse_widths(text) if text else None,
     "frame_size": lambda text: parse_size(text, minimum=8) if text else None,
     "model_overrides": lambda items: parse_overrides(items or []),
+    "extra_data": lambda items: tuple(items) if items else None,
 }
 
 
@@ -262,6 +263,14 @@ def register(app: typer.Typer) -> None:
         data: Annotated[
             str | None,
             recipe_option("--data", "'synth' (generated on the fly) or a GOPRO-layout folder"),
+        ] = None,
+        extra_data: Annotated[
+            list[str] | None,
+            recipe_option(
+                "--extra-data",
+                "another GOPRO-layout folder whose train split joins --data's (repeatable; "
+                "validation stays on --data's test split)",
+            ),
         ] = None,
         task: Annotated[Task | None, recipe_option("--task", "what to train")] = None,
         steps: Annotated[
@@ -466,6 +475,11 @@ def register(app: typer.Typer) -> None:
             raise InputError(
                 f"{cfg.data}: no such folder; --data takes a GOPRO-layout folder or 'synth'"
             )
+        for folder in () if resume else cfg.extra_data:
+            if not Path(folder).is_dir():
+                raise InputError(
+                    f"{folder}: no such folder; --extra-data takes GOPRO-layout folders"
+                )
 
         # Under torchrun every process runs this command; only rank 0 talks.
         show = not quiet and distributed.env_info().is_main

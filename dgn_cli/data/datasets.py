@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from dgn_cli.data.augment import (
     Geometric,
@@ -315,6 +315,16 @@ def worker_init(_worker_id: int) -> None:
     a thread per core and fight over the 2 cores the workers already fill)."""
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+
+
+class JoinedDataset(ConcatDataset):
+    """Several datasets as one (items of the first, then of the next, ...); `set_epoch` reaches
+    each part, so every part still varies its crops per epoch."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.datasets:
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(epoch)
 
 
 def make_loader(

@@ -39,6 +39,9 @@ class TrainConfig(JsonConfig):
 
     task: str = "image"
     data: str = "synth"  # "synth" or a GOPRO-layout folder
+    # folder data: more GOPRO-layout folders whose train splits join data's (e.g. two kinds of
+    # blur); validation stays data's test split
+    extra_data: tuple[str, ...] = ()
     photos: str = "data/photos"  # photos for the synthetic generator
     steps: int = 315_000
     batch_size: int = 4  # per process
@@ -103,6 +106,9 @@ class TrainConfig(JsonConfig):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
         object.__setattr__(self, "frame_size", tuple(int(v) for v in self.frame_size))
+        object.__setattr__(self, "extra_data", tuple(str(p) for p in self.extra_data))
+        if self.extra_data and self.data == "synth":
+            raise InputError("--extra-data adds folders to a folder --data, not to 'synth'")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "depth_widths", tuple(int(w) for w in self.depth_widths))
 

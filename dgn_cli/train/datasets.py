@@ -35,11 +35,12 @@ def build_datasets(
     (seed, i)); validation renders cfg.val_count un-augmented scenes from its own seed range
     (seed + VAL_SEED_OFFSET), so its scenes never occur in training (the photos that texture
     them are shared).
-    folder: PairedFolderDataset train split (random crops, paper augmentation); validation is
-    cfg.val_count whole frames evenly spaced over the test split. Without depth/ folders the
-    frozen estimator's depth of the sharp frame is the depth target and its depth of the
-    blurred frame is D_b, computed once and cached (rank 0 first, the other ranks then read
-    the cache).
+    folder: PairedFolderDataset train split (random crops, paper augmentation), joined by the
+    train splits of cfg.extra_data (each read with its own noise setting and blur maps);
+    validation is cfg.val_count whole frames evenly spaced over cfg.data's test split.
+    Without depth/ folders the frozen estimator's depth of the sharp frame is the depth target
+    and its depth of the blurred frame is D_b, computed once and cached (rank 0 first, the
+    other ranks then read the cache).
     """
     from dgn_cli.data import datasets as data
     from dgn_cli.data.synth import SynthConfig, camera_config
@@ -86,17 +87,31 @@ def build_datasets(
     elif cfg.task != "depth" and cfg.depth_model not in (EXACT_DEPTH, DEGRADED_DEPTH):
         extra["depth_estimator"] = depth_estimator
 
-    def make() -> tuple[Dataset, Dataset]:
-        train_set = data.PairedFolderDataset(
-            root,
+    roots = [root, *(Path(p) for p in cfg.extra_data)]
+    for folder in roots[1:]:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder (--extra-data takes GOPRO-layout folders)")
+
+    def train_part(k: int, folder: Path) -> Dataset:
+        # Sequence names repeat across folders (000000, ...): a shared --depth-cache gets one
+        # subfolder per extra folder so their cached maps cannot collide.
+        own = dict(extra)
+        if k and run.depth_cache is not None:
+            own["cache_dir"] = Path(run.depth_cache) / f"extra-{k}"
+        return data.PairedFolderDataset(
+            folder,
             split="train",
             frames=cfg.frames,
             crop=cfg.crop,
-            seed=cfg.seed,
+            seed=cfg.seed + k,  # each folder its own crops and augmentation
             cache_frames=cfg.synth_cache,
             crop_bias=cfg.crop_bias,
-            **extra,
+            **own,
         )
+
+    def make() -> tuple[Dataset, Dataset]:
+        parts = [train_part(k, folder) for k, folder in enumerate(roots)]
+        train_set = parts[0] if len(parts) == 1 else data.JoinedDataset(parts)
         test_set = data.PairedFolderDataset(
             root, split="test", frames=cfg.frames, crop=None, augment=False, seed=cfg.seed, **extra
         )

@@ -14,6 +14,9 @@ D=$(cd "$D" && pwd)
 PY=${PYTHON:-python}
 LIMIT=${LIMIT:-20}  # test frames per split (LIMIT=1 for a dry run)
 TRAIN=${TRAIN:-synth-hh-train}  # training split under DATA (synth-hh-cont-train: continuous blur)
+# more training splits under DATA, space-separated, joined to TRAIN's (--extra-data); stretch 7
+# trained on both kinds of blur: EXTRA=synth-hh-cont-train
+EXTRA=${EXTRA:-}
 TASKS=${TASKS:-image baseline}
 # The baseline diverged at 5e-4 in stretch 5 (step 4250) and trains stably at 3e-4.
 declare -A LR=([image]=${LR_IMAGE:-5e-4} [baseline]=${LR_BASELINE:-3e-4})
@@ -21,8 +24,10 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 S="$D/stretch"; W="$S/weights"
 mkdir -p "$S"
+extra=()
+for split in $EXTRA; do extra+=(--extra-data "$D/$split"); done
 for task in $TASKS; do
-  "$PY" -m dgn_cli train --task "$task" --data "$D/$TRAIN" --steps "$STEPS" \
+  "$PY" -m dgn_cli train --task "$task" --data "$D/$TRAIN" "${extra[@]}" --steps "$STEPS" \
     --batch-size 4 --crop 160 --lr "${LR[$task]}" --widths 16,32,64 --seed "$SEED" --cache-scenes \
     --workers 0 --precision bf16 --val-count 8 --val-every $(( STEPS / 4 )) \
     --init "$ROOT/weights/dgn-$task.safetensors" --out "$S/runs/$task" \
