@@ -1,4 +1,5 @@
-"""Image quality metrics shared by training validation and the benchmark: PSNR and SSIM.
+"""Image quality metrics shared by training validation and the benchmark: PSNR and SSIM;
+and the no-reference edge energy used on real photos and video (`laplacian_variance`).
 
 Conventions (the common GOPRO evaluation convention):
 - Both metrics work on RGB images in the 0-255 range (data range 255). Network outputs in
@@ -112,3 +113,22 @@ def ssim_np(pred: np.ndarray, target: np.ndarray) -> float:
 def psnr_from_mse(mse: float) -> float:
     """The PSNR (dB) that a mean squared error on the 0-255 scale gives."""
     return math.inf if mse == 0 else 10.0 * math.log10(DATA_RANGE**2 / mse)
+
+
+def laplacian_variance(
+    image: np.ndarray, mask: np.ndarray | None = None, *, bgr: bool = False
+) -> float:
+    """Edge energy: the variance of the Laplacian of the grey image (no reference needed).
+
+    image: (H, W) grey or (H, W, 3) RGB (BGR if `bgr`, as cv2.imread gives), any range;
+    mask: optional (H, W) bool of the pixels to count. Higher means more fine detail, which
+    is sharper edges or more noise, so compare it between versions of the same picture only.
+    """
+    import cv2  # only the real-photo/video tools need it; keeps `import dgn_cli.metrics` light
+
+    grey = np.asarray(image, dtype=np.float64)
+    if grey.ndim == 3:
+        weights = (0.114, 0.587, 0.299) if bgr else (0.299, 0.587, 0.114)  # ITU-R BT.601, as cv2
+        grey = grey @ np.asarray(weights)
+    response = cv2.Laplacian(grey, cv2.CV_64F)
+    return float((response if mask is None else response[mask]).var())

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dgn_cli.metrics import psnr_np
+from dgn_cli.metrics import laplacian_variance, psnr_np
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -30,10 +30,6 @@ ZOOM = (0, 60, 240, 200)  # x, y, width, height of the sample's zoomed figure
 def deblur(src: Path, out: Path) -> None:
     cmd = [sys.executable, "-m", "dgn_cli", "deblur-image", str(src), "-o", str(out)]
     subprocess.run([*cmd, "--compare", "--quiet", "--overwrite"], check=True)
-
-
-def edge_energy(img: np.ndarray) -> float:
-    return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
 
 
 def save_jpg(path: Path, img: np.ndarray) -> None:
@@ -69,7 +65,9 @@ def main(real_dir: Path) -> None:
             before, after = cv2.imread(str(src)), cv2.imread(str(out))
             compare = cv2.imread(str(tmp / f"{Path(name).stem}.compare.png"))
             save_jpg(DOCS / f"real-{Path(name).stem}.jpg", compare)
-            ratio = edge_energy(after) / max(edge_energy(before), 1e-9)
+            ratio = laplacian_variance(after, bgr=True) / max(
+                laplacian_variance(before, bgr=True), 1e-9
+            )
             print(f"{name}: variance of the Laplacian x{ratio:.2f}")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -26,6 +25,7 @@ from dgn_cli.data.synth_stats import split_stats
 from dgn_cli.ema import EMA
 from dgn_cli.errors import InputError
 from dgn_cli.losses import charbonnier, fft_l1
+from dgn_cli.metrics import laplacian_variance
 from dgn_cli.train import TrainConfig, lr_at, recipe_config
 from tests.test_data_synth import make_photos, make_pink_photos
 
@@ -82,10 +82,6 @@ def test_data_synth_stats_and_extent_files(tmp_path, photos):
     assert split_stats(tmp_path / "s", "test")["extent_px"] == stats["extent_px"]
 
 
-def _laplacian_var(img: np.ndarray, mask: np.ndarray) -> float:
-    return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F)[mask].var())
-
-
 def test_continuous_blur_has_no_ghost_copies_of_the_same_scene(photos):
     # 24 px over 7 sub-frames: copies 4 px apart. With --max-step 1 the exposure is sampled
     # every <= 1 px: the same scene, sharp frame and depth, a smoother (ghost-free) blur.
@@ -101,7 +97,9 @@ def test_continuous_blur_has_no_ghost_copies_of_the_same_scene(photos):
     assert np.array_equal(ghost["depth"], smooth["depth"])
     assert abs(ghost["blur"].astype(float).mean() - smooth["blur"].astype(float).mean()) < 1.0
     near = ghost["depth"][0] > 0.5  # where the path is long: the ghost copies' hard edges
-    assert _laplacian_var(ghost["blur"][0], near) > 1.5 * _laplacian_var(smooth["blur"][0], near)
+    assert laplacian_variance(ghost["blur"][0], near) > 1.5 * laplacian_variance(
+        smooth["blur"][0], near
+    )
     # the extent maps follow the denser sampling (the same path, sampled more finely)
     assert np.median(smooth["extent"]) >= np.median(ghost["extent"])
 

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from dgn_cli.metrics import psnr, psnr_from_mse, psnr_np, ssim, ssim_np, to_255
+from dgn_cli.metrics import (
+    laplacian_variance,
+    psnr,
+    psnr_from_mse,
+    psnr_np,
+    ssim,
+    ssim_np,
+    to_255,
+)
 
 
 def _image(h=24, w=20, seed=0):
@@ -81,3 +89,24 @@ def test_to_255_maps_and_quantises():
     x = torch.tensor([-1.0, 0.0, 1.0, 2.0, -3.0])
     assert to_255(x).tolist() == [0.0, 128.0, 255.0, 255.0, 0.0]  # 127.5 rounds half to even
     assert to_255(x, quantize=False)[1].item() == 127.5
+
+
+def test_laplacian_variance_ranks_sharp_above_blurred_and_honours_channel_order_and_mask():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 256, size=(48, 64, 3)).astype(np.uint8)
+    blurred = cv2.GaussianBlur(sharp, (7, 7), 2.0)
+    assert laplacian_variance(sharp) > 10 * laplacian_variance(blurred)
+    assert laplacian_variance(np.full((32, 32, 3), 77, np.uint8)) == 0.0
+    # RGB and BGR readings of the same picture agree; grey input is taken as is
+    grey = cv2.cvtColor(sharp, cv2.COLOR_RGB2GRAY)
+    rgb, bgr = laplacian_variance(sharp), laplacian_variance(sharp[..., ::-1], bgr=True)
+    assert rgb == pytest.approx(bgr)
+    assert laplacian_variance(grey) == pytest.approx(rgb, rel=0.02)  # grey rounded to uint8
+    # a mask counts only its pixels: flat left half, textured right half
+    half = np.zeros((32, 64), np.uint8)
+    half[:, 32:] = rng.integers(0, 256, size=(32, 32))
+    left = np.zeros((32, 64), bool)
+    left[2:-2, 2:28] = True
+    assert laplacian_variance(half, left) == 0.0 < laplacian_variance(half, ~left)

