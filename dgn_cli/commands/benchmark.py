@@ -164,6 +164,14 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[
             int, typer.Option("--seed", help="seed of the random weights and the timing input")
         ] = 0,
+        align: Annotated[
+            bool,
+            typer.Option(
+                "--align/--no-align",
+                help="video models: shift the neighbours onto the centre frame first, as "
+                "deblur-video does (--no-align: the raw window, as benchmarks before stretch 8)",
+            ),
+        ] = True,
         as_json: JsonOpt = False,
         markdown: Annotated[
             bool, typer.Option("--markdown", help="print Markdown tables to stdout")
@@ -195,7 +203,7 @@ def register(app: typer.Typer) -> None:
         )
         cfg.check_dataset()  # everything the quality part needs, before minutes of timing
         show = not (quiet or as_json or markdown)
-        engine = _engine(engine_opts.config(seed=seed), quiet)
+        engine = _engine(engine_opts.config(seed=seed, align_frames=align), quiet)
         labels = {"timing": f"timing {width}x{height}", "evaluating": f"evaluating {cfg.dataset}"}
         with progress_bar(quiet=not show, eta=False) as prog:
             tasks: dict[str, int] = {}

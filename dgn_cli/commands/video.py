@@ -84,8 +84,9 @@ def parse_time(text: str | None, option: str) -> float | None:
     return seconds
 
 
-def _engine(model: VideoModel, opts: EngineOptions, quiet: bool, backend: Backend):
-    engine = open_engine(opts.config(kind=model.value), quiet=quiet, backend=backend)
+def _engine(model: VideoModel, opts: EngineOptions, quiet: bool, backend: Backend, align: bool):
+    cfg = opts.config(kind=model.value, align_frames=align)
+    engine = open_engine(cfg, quiet=quiet, backend=backend)
     if model is VideoModel.video and engine.dgn.config.frames == 1 and not quiet:
         name = engine.config.weights
         err_console.print(f"[yellow]note[/] {name} is an image model: one frame at a time")
@@ -199,6 +200,14 @@ def register(app: typer.Typer) -> None:
                 "each shot; 0 = no cut detection",
             ),
         ] = DEFAULT_SCENE_THRESHOLD,
+        align: Annotated[
+            bool,
+            typer.Option(
+                "--align/--no-align",
+                help="shift each neighbouring frame onto frame t (global motion, whole px) "
+                "before the video model sees the window, so a fast pan does not double edges",
+            ),
+        ] = True,
         backend: BackendOpt = Backend.torch,
         shard: ShardOpt = None,
         merge: Annotated[
@@ -247,7 +256,7 @@ def register(app: typer.Typer) -> None:
             return
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
         prepare_outputs(input, output, opts, info, [])  # so does a bad output or option
-        engine: Engine = _engine(model, engine_opts, quiet, backend)
+        engine: Engine = _engine(model, engine_opts, quiet, backend, align)
         with progress_bar(quiet=quiet, fps=True) as bar:
             task = bar.add_task(f"[bold]{escape(input.name)}", total=expected_frames(info, opts))
 
@@ -285,6 +294,14 @@ def register(app: typer.Typer) -> None:
                 else f"{n_audio} audio stream(s) "
                 + ("copied" if a["audio"] == "copy" else f"transcoded to {a['audio']}")
             )
+            shifted = (result.alignment or {}).get("frames_shifted", 0)
+            if shifted:
+                al = result.alignment
+                err_console.print(
+                    f"aligned the neighbours of {shifted} frame(s) (camera motion up to "
+                    f"{al['largest_shift_px']:.0f} px); {al['neighbours_replaced']} neighbour(s) "
+                    "with no match replaced by the centre frame"
+                )
             if result.scene_cuts:
                 cuts = ", ".join(str(c["frame"]) for c in result.scene_cuts)
                 err_console.print(f"scene cuts before frame(s) {cuts}: each shot deblurred apart")

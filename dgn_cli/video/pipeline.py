@@ -131,6 +131,9 @@ class VideoResult:
     # others are missing (the last shard to finish, or merge_video, writes the output)
     status: str = "written"
     missing_segments: list[int] = field(default_factory=list)
+    # video DGN with align_frames (dgn_cli.frame_align): frames whose window had a neighbour
+    # shifted, neighbours replaced by the centre (no match), the largest shift undone (px)
+    alignment: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +147,25 @@ class _Frame:
     raw: np.ndarray | None  # (H, W, 3) as decoded, kept only for --compare
     depth: torch.Tensor | None = None  # initial depth, computed once when needed
     sig: tuple | None = None  # scene signature (video.scenes), dropped once compared
+
+
+@dataclass
+class _AlignmentTally:
+    """What frame_align did over the frames restored this run (VideoResult.alignment)."""
+
+    frames_shifted: int = 0
+    neighbours_replaced: int = 0
+    largest_shift_px: float = 0.0
+
+    def add(self, report) -> None:
+        if report is None:
+            return
+        self.frames_shifted += any(shift != (0, 0) for shift in report.shifts)
+        self.neighbours_replaced += len(report.replaced)
+        self.largest_shift_px = max(self.largest_shift_px, round(report.largest_shift, 1))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str]]:
@@ -330,6 +352,8 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
         "segment_frames": opts.segment_frames,
         "tracks": tracks,
         "scene_threshold": opts.scene_threshold,
+        "self_ensemble": cfg.self_ensemble,
+        "align_frames": cfg.align_frames and engine.dgn.config.frames > 1,
     }
     if opts.control is not None and opts.control.active:
         key["control"] = opts.control.describe()
@@ -718,6 +742,7 @@ def deblur_video(
     scale = 65535.0 if info.high_bit_depth else 255.0
     keep_raw = "compare" in extra
     scenes = SceneDetector(opts.scene_threshold)
+    aligned = _AlignmentTally()
 
     def to_frame(arr: np.ndarray) -> _Frame:
         """In the decoder thread: (H, W, 3) integers -> (1, 3, H, W) float32 [0, 1]."""
@@ -755,6 +780,7 @@ def deblur_video(
             want_depth = "depth" in extra or masked
             d_in = centre.depth if engine.uses_depth else None
             image, refined = engine.restore(x, d_in, return_depth=want_depth)
+            aligned.add(engine.last_run.alignment)
             guide = refined if refined is not None else centre.depth
             mask = None
             if control is not None:
@@ -857,6 +883,7 @@ def deblur_video(
             }
             for c, score in zip(scenes.cuts, scenes.scores, strict=True)
         ],
+        alignment=aligned.as_dict() if engine.config.align_frames and radius else None,
         status="shard-done" if missing else "written",
         missing_segments=missing,
     )
