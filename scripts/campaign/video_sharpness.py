@@ -20,24 +20,15 @@ import cv2
 import imageio.v3 as iio
 import numpy as np
 
+from dgn_cli.frame_align import MIN_RESPONSE, global_shift, grey
 from dgn_cli.metrics import laplacian_variance
-
-MIN_RESPONSE = 0.1  # phase-correlation peak below this: no match (a cut), not motion
-
-
-def grey(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float64)
 
 
 def camera_motion(frames: list[np.ndarray]) -> np.ndarray:
     """(T,) px of global shift from the previous frame (0 for the first frame and at cuts)."""
-    window = None
     motion = np.zeros(len(frames))
     for t in range(1, len(frames)):
-        a, b = grey(frames[t - 1]), grey(frames[t])
-        if window is None:
-            window = cv2.createHanningWindow(a.shape[::-1], cv2.CV_64F)
-        (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+        dx, dy, response = global_shift(grey(frames[t - 1]), grey(frames[t]))
         motion[t] = np.hypot(dx, dy) if response >= MIN_RESPONSE else 0.0
     return motion
 
