@@ -53,8 +53,9 @@ EngineConfig fields:
   transposed copies, and the outputs are mapped back and averaged (dgn_cli.ensemble: +0.09 dB
   at 8 on the handheld split, for 8x the time). The depth estimator runs once.
 - align_frames (default True): before a multi-frame (video) DGN runs, each neighbour in the
-  window is shifted onto the centre frame by its global translation, or replaced by the centre
-  when it has no reliable match (dgn_cli.frame_align); `last_run.alignment` says what was done.
+  window is warped onto the centre frame by optical flow, the centre's pixels used where the
+  flow is not trusted, and a neighbour with no match replaced by the centre
+  (dgn_cli.frame_align); `last_run.alignment` says what was done.
   No effect on the image DGN. False gives the raw window (the benchmarks before stretch 8).
 - depth_max_side: the depth estimator runs on the whole frame (never per tile), downscaled
   so its long side is at most this many px (default 2048), and its output is upsampled
@@ -121,7 +122,7 @@ class EngineConfig:
     load_dgn: bool = True  # False: depth estimation only (`dgn depth` without --refined)
     refine_depth: bool = True  # False: the depth given is used as D_r (G_D bypassed; ablation)
     self_ensemble: int = 1  # 1 | 2 | 4 | 8 passes per tile over flips/transposes (ensemble.py)
-    align_frames: bool = True  # video DGN: shift each neighbour onto the centre (frame_align.py)
+    align_frames: bool = True  # video DGN: warp each neighbour onto the centre (frame_align.py)
 
     def __post_init__(self):
         if self.kind not in DEFAULT_DGN:

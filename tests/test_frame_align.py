@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dgn_cli.cli import app
 from dgn_cli.engine import Engine, EngineConfig
-from dgn_cli.frame_align import MIN_RESPONSE, align_window, global_shift, grey, shift_frame
+from dgn_cli.frame_align import MIN_RESPONSE, align_window, global_shift, grey
 from dgn_cli.models import DGN
 from dgn_cli.models.depth import DepthEstimator
 from dgn_cli.models.dgn import randomize_outputs
@@ -28,9 +28,11 @@ def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
     return 0.5 * cv2.GaussianBlur(img, (0, 0), 2.0) + 0.5 * cv2.GaussianBlur(img, (0, 0), 0.7)
 
 
-def panning_window(h=96, w=128, step=(7, -4), count=5) -> torch.Tensor:
+def panning_window(h=192, w=256, step=(7, -4), count=5) -> torch.Tensor:
     """(1, 3 * count, h, w): crops of one big texture, frame k moved by (k - centre) * step px,
-    so every neighbour is the centre frame translated by whole px (no wrap-around)."""
+    so every neighbour is the centre frame translated by whole px (no wrap-around). Frames
+    under ~192 px leave the flow's coarsest level too small for motions of ~15 % of the frame
+    (real video frames are larger)."""
     mid, parts = count // 2, []
     pad = mid * max(map(abs, step))
     big = texture(h + 2 * pad, w + 2 * pad)
@@ -50,44 +52,65 @@ def test_global_shift_says_where_the_content_went():
     assert global_shift(ref, unrelated)[2] < MIN_RESPONSE
 
 
-def test_shift_frame_moves_whole_pixels_and_fills_from_the_centre():
-    moving = torch.arange(20.0).reshape(1, 1, 4, 5)
-    fill = torch.full_like(moving, -1.0)
-    out = shift_frame(moving, fill, dx=2, dy=-1)  # out(x, y) = moving(x + 2, y - 1)
-    assert out[0, 0, 1, 0] == moving[0, 0, 0, 2] and out[0, 0, 3, 2] == moving[0, 0, 2, 4]
-    assert (out[0, 0, 0] == -1).all() and (out[0, 0, :, 3:] == -1).all()  # uncovered: the fill
-    assert torch.equal(shift_frame(moving, fill, dx=5, dy=0), fill)  # nothing overlaps
+def interior(x: torch.Tensor, margin: int = 24) -> torch.Tensor:
+    return x[..., margin:-margin, margin:-margin]
 
 
 def test_a_panning_window_becomes_a_still_one():
     window = panning_window(step=(7, -4))
     aligned, report = align_window(window, 5)
     assert aligned.shape == window.shape and aligned.dtype == window.dtype
-    assert report.shifts == [(14, -8), (7, -4), (0, 0), (-7, 4), (-14, 8)]  # content moved
-    assert report.replaced == [] and report.largest_shift > 16
+    assert report.replaced == [] and 15 < report.largest_motion < 17  # t +- 2: 16.1 px
+    assert report.motion_px[2] == 0.0 and 7.5 < report.motion_px[1] < 8.6  # 8.06 px
     centre = window[:, 6:9]
-    for k in range(5):  # every frame is now the centre frame: moved content + centre-filled strip
-        assert torch.equal(aligned[:, 3 * k : 3 * k + 3], centre), k
-    unmoved, still = align_window(centre.repeat(1, 5, 1, 1), 5)
-    assert torch.equal(unmoved, centre.repeat(1, 5, 1, 1)) and still.largest_shift == 0
+    for k in (0, 1, 3, 4):
+        before = (interior(window[:, 3 * k : 3 * k + 3]) - interior(centre)).abs().mean()
+        after = (interior(aligned[:, 3 * k : 3 * k + 3]) - interior(centre)).abs().mean()
+        assert before > 0.05 and after < 0.01, (k, before, after)
+    still = centre.repeat(1, 5, 1, 1)
+    unmoved, report = align_window(still, 5)
+    assert torch.equal(unmoved, still) and report.largest_motion == 0.0
+
+
+def test_two_motions_in_one_window_are_both_aligned():
+    # A square moving right over a background moving left (a camera following a car):
+    # one global shift could align only one of them; the flow aligns both.
+    h, w = 192, 256
+    bg, fg = texture(h, w + 40, seed=3), texture(64, 64, seed=4)
+    frames = []
+    for k in (-1, 0, 1):
+        img = bg[:, 20 + 8 * k : 20 + 8 * k + w].copy()  # background content moves left
+        x0 = 96 + 8 * k  # the square moves right
+        img[64:128, x0 : x0 + 64] = fg
+        frames.append(torch.from_numpy(img).permute(2, 0, 1)[None])
+    window = torch.cat(frames, dim=1)
+    aligned, report = align_window(window, 3)
+    centre = window[:, 3:6]
+    square = (slice(None), slice(None), slice(76, 116), slice(108, 148))  # inside the square
+    background = (slice(None), slice(None), slice(8, 48), slice(24, 232))
+    for k in (0, 2):
+        got = aligned[:, 3 * k : 3 * k + 3]
+        for region in (square, background):
+            before = (window[:, 3 * k : 3 * k + 3][region] - centre[region]).abs().mean()
+            after = (got[region] - centre[region]).abs().mean()
+            assert before > 0.05 and after < 0.25 * before, (k, region, before, after)
 
 
 def test_a_neighbour_with_no_match_is_replaced_by_the_centre():
-    window = panning_window(h=192, w=256, step=(3, 2))  # small frames give spurious peaks
+    window = panning_window(h=192, w=256, step=(3, 2))
     other = torch.from_numpy(texture(192, 256, seed=5)).permute(2, 0, 1)[None]
     window[:, 12:15] = other  # frame t+2: another view (a cut, a flash)
     aligned, report = align_window(window, 5)
-    assert report.replaced == [4] and report.shifts[4] == (0, 0)
+    assert report.replaced == [4] and report.trusted[4] < 0.25 < report.trusted[3]
     assert torch.equal(aligned[:, 12:15], window[:, 6:9])
-    far = panning_window(h=96, w=128, step=(20, 0))  # t +- 1: 16 % of the width; t +- 2: 31 %
-    report = align_window(far, 5)[1]
-    assert report.replaced == [0, 4] and report.shifts[1] == (20, 0)
 
 
-def test_large_frames_are_matched_downscaled_and_the_shift_scaled_back():
-    window = panning_window(h=600, w=1100, step=(18, 6), count=3)
-    _, report = align_window(window, 3)  # matched at 512 px wide: ~0.47x
-    assert report.shifts[0] == (18, 6) and report.shifts[2] == (-18, -6)
+def test_large_frames_are_matched_downscaled_and_the_flow_scaled_back():
+    window = panning_window(h=600, w=1100, step=(18, 6), count=3)  # matched at 640 px wide
+    aligned, report = align_window(window, 3)
+    assert 18 < report.motion_px[0] < 20  # 18.97 px at full resolution
+    diff = (interior(aligned[:, :3], 64) - interior(window[:, 3:6], 64)).abs().mean()
+    assert diff < 0.015
 
 
 def test_the_video_engine_sees_the_aligned_window(tiny_config):
@@ -96,7 +119,7 @@ def test_the_video_engine_sees_the_aligned_window(tiny_config):
     depth = DepthEstimator(make_tiny_depth_net(), "small")
     pan = panning_window(step=(6, 3))
     still = pan[:, 6:9].repeat(1, 5, 1, 1)
-    d = torch.full((1, 1, 96, 128), 0.5)
+    d = torch.full((1, 1, 192, 256), 0.5)
 
     def run(frames, align):
         cfg = EngineConfig(device="cpu", precision="fp32", kind="video", align_frames=align)
@@ -104,15 +127,19 @@ def test_the_video_engine_sees_the_aligned_window(tiny_config):
         return eng.restore(frames, d)[0], eng
 
     aligned, eng = run(pan, True)
-    assert torch.allclose(aligned, run(still, True)[0], atol=1e-6)
-    assert eng.last_run.alignment.shifts[0] == (12, 6) and eng.info()["align_frames"]
-    raw, eng = run(pan, False)
-    assert (raw - aligned).abs().max() > 1e-3 and eng.last_run.alignment is None
+    still_out = run(still, True)[0]
+    raw, raw_eng = run(pan, False)
+    # aligned, the panning window gives (nearly) what the still window gives; raw, it does not
+    err_aligned = (interior(aligned) - interior(still_out)).abs().mean()
+    err_raw = (interior(raw) - interior(still_out)).abs().mean()
+    assert err_aligned < 0.2 * err_raw, (err_aligned, err_raw)
+    assert 13 < eng.last_run.alignment.motion_px[0] < 14 and eng.info()["align_frames"]  # 13.4
+    assert raw_eng.last_run.alignment is None
 
 
 def test_deblur_video_reports_the_alignment(tiny_checkpoints, tmp_path):
-    big = (texture(160, 260, seed=2) * 255).astype(np.uint8)
-    frames = np.stack([big[16:112, 6 * t : 6 * t + 128] for t in range(12)])  # 6 px a frame
+    big = (texture(224, 340, seed=2) * 255).astype(np.uint8)
+    frames = np.stack([big[16:208, 6 * t : 6 * t + 256] for t in range(12)])  # 6 px a frame
     src = tmp_path / "pan.mp4"
     iio.imwrite(src, frames, fps=12, codec="libx264", macro_block_size=1)
     runner = CliRunner()
@@ -121,9 +148,10 @@ def test_deblur_video_reports_the_alignment(tiny_checkpoints, tmp_path):
     on = runner.invoke(app, [*base, "-o", str(tmp_path / "a.mp4")])
     assert on.exit_code == 0, on.output
     doc = json.loads(on.stdout)
-    assert doc["align_frames"] and doc["alignment"]["frames_shifted"] == 12
-    assert 11 <= doc["alignment"]["largest_shift_px"] <= 13  # t +- 2: 12 px
-    assert doc["alignment"]["neighbours_replaced"] == 0
+    al = doc["alignment"]
+    assert doc["align_frames"] and al["frames_with_motion"] == 12
+    assert 11 <= al["largest_motion_px"] <= 13  # t +- 2: 12 px
+    assert al["neighbours_replaced"] == 0 and al["trusted_fraction"] > 0.7
     off = runner.invoke(app, [*base, "-o", str(tmp_path / "b.mp4"), "--no-align"])
     assert off.exit_code == 0, off.output
     doc = json.loads(off.stdout)

@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--align/--no-align",
-                help="video models: shift the neighbours onto the centre frame first, as "
+                help="video models: warp the neighbours onto the centre frame first, as "
                 "deblur-video does (--no-align: the raw window, as benchmarks before stretch 8)",
             ),
         ] = True,

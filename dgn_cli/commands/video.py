@@ -204,8 +204,8 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--align/--no-align",
-                help="shift each neighbouring frame onto frame t (global motion, whole px) "
-                "before the video model sees the window, so a fast pan does not double edges",
+                help="warp each neighbouring frame onto frame t (optical flow) before the "
+                "video model sees the window, so fast motion does not double edges",
             ),
         ] = True,
         backend: BackendOpt = Backend.torch,
@@ -294,13 +294,14 @@ def register(app: typer.Typer) -> None:
                 else f"{n_audio} audio stream(s) "
                 + ("copied" if a["audio"] == "copy" else f"transcoded to {a['audio']}")
             )
-            shifted = (result.alignment or {}).get("frames_shifted", 0)
-            if shifted:
+            moved = (result.alignment or {}).get("frames_with_motion", 0)
+            if moved:
                 al = result.alignment
                 err_console.print(
-                    f"aligned the neighbours of {shifted} frame(s) (camera motion up to "
-                    f"{al['largest_shift_px']:.0f} px); {al['neighbours_replaced']} neighbour(s) "
-                    "with no match replaced by the centre frame"
+                    f"aligned the neighbours of {moved} moving frame(s) to them (motion up to "
+                    f"{al['largest_motion_px']:.0f} px, {al['trusted_fraction']:.0%} of their "
+                    f"pixels used); {al['neighbours_replaced']} neighbour(s) with no match "
+                    "replaced by the frame itself"
                 )
             if result.scene_cuts:
                 cuts = ", ".join(str(c["frame"]) for c in result.scene_cuts)

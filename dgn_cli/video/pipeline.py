@@ -131,8 +131,8 @@ class VideoResult:
     # others are missing (the last shard to finish, or merge_video, writes the output)
     status: str = "written"
     missing_segments: list[int] = field(default_factory=list)
-    # video DGN with align_frames (dgn_cli.frame_align): frames whose window had a neighbour
-    # shifted, neighbours replaced by the centre (no match), the largest shift undone (px)
+    # video DGN with align_frames (dgn_cli.frame_align): frames whose window moved, neighbours
+    # replaced by the centre (no match), the largest motion undone (px), trusted share
     alignment: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -153,19 +153,33 @@ class _Frame:
 class _AlignmentTally:
     """What frame_align did over the frames restored this run (VideoResult.alignment)."""
 
-    frames_shifted: int = 0
-    neighbours_replaced: int = 0
-    largest_shift_px: float = 0.0
+    frames_with_motion: int = 0  # windows with a neighbour >= 1 px away (median flow)
+    neighbours_replaced: int = 0  # no match: the centre frame used in its place
+    largest_motion_px: float = 0.0
+    neighbours: int = 0
+    trusted_sum: float = 0.0
 
     def add(self, report) -> None:
         if report is None:
             return
-        self.frames_shifted += any(shift != (0, 0) for shift in report.shifts)
+        self.frames_with_motion += any(m >= 1.0 for m in report.motion_px)
         self.neighbours_replaced += len(report.replaced)
-        self.largest_shift_px = max(self.largest_shift_px, round(report.largest_shift, 1))
+        self.largest_motion_px = max(self.largest_motion_px, round(report.largest_motion, 1))
+        mid = len(report.trusted) // 2
+        others = report.trusted[:mid] + report.trusted[mid + 1 :]
+        self.neighbours += len(others)
+        self.trusted_sum += sum(others)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "frames_with_motion": self.frames_with_motion,
+            "neighbours_replaced": self.neighbours_replaced,
+            "largest_motion_px": self.largest_motion_px,
+            # mean share of a neighbour's pixels taken from it (the rest: from frame t)
+            "trusted_fraction": round(self.trusted_sum / self.neighbours, 3)
+            if self.neighbours
+            else 1.0,
+        }
 
 
 def open_input(src: str | Path, opts: VideoOptions) -> tuple[VideoInfo, list[str]]:
