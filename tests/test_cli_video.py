@@ -66,6 +66,28 @@ def frames_of(path: Path) -> np.ndarray:
     return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen])
 
 
+def ctrl_c_at(out: Path, at: int, segment_frames: int = 10):
+    """An Engine.restore that raises KeyboardInterrupt at the `at`-th frame, once the encoder
+    thread has finished the segments before it (on a loaded machine it lags behind the model,
+    and an unfinished segment is rightly dropped: waiting keeps the tests exact)."""
+    from dgn_cli.video.ffmpeg import record_path
+
+    original, calls = Engine.restore, {"n": 0}
+    last = (at - 1) // segment_frames - 1  # the last segment complete before frame `at`
+    last_done = record_path(work_dir(out) / f"main_{last:06d}.nut")
+
+    def restore(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == at:
+            deadline = time.monotonic() + 60
+            while last >= 0 and not last_done.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    return restore
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
@@ -158,16 +180,8 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(models, tmp_path, monkey
     whole = tmp_path / "whole.mp4"
     summary(run(models, src, whole, "--segment-frames", 10))
     out = tmp_path / "sharp.mp4"
-    calls = {"n": 0}
     original = Engine.restore
-
-    def interrupted(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 25:
-            raise KeyboardInterrupt
-        return original(self, *a, **k)
-
-    monkeypatch.setattr(Engine, "restore", interrupted)
+    monkeypatch.setattr(Engine, "restore", ctrl_c_at(out, 25))
     result = run(models, src, out, "--segment-frames", 10)
     assert result.exit_code == 130 and "nothing was written" in result.output
     assert "--resume" in result.output

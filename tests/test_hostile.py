@@ -184,25 +184,19 @@ def test_empty_and_foreign_checkpoints_give_a_real_message(tmp_path):
 
 # ------------------------------------------------------------------ 1. + 4. video resume, work
 import test_cli_video  # noqa: E402
-from test_cli_video import frames_of, make_clip, summary  # noqa: E402
+from test_cli_video import ctrl_c_at, frames_of, make_clip, summary  # noqa: E402
 from test_cli_video import run as run_video  # noqa: E402
 
 models = test_cli_video.models  # the tiny video/image/depth checkpoints (module fixture)
 
 
 def interrupted_run(models, src, out, monkeypatch, at=25):
-    """A run stopped by Ctrl-C at the `at`-th frame, segments of 10 frames."""
+    """A run stopped by Ctrl-C at the `at`-th frame (segments of 10 frames), once the segments
+    before it are finished (test_cli_video.ctrl_c_at)."""
     from dgn_cli.engine import Engine
 
-    original, calls = Engine.restore, {"n": 0}
-
-    def stop(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == at:
-            raise KeyboardInterrupt
-        return original(self, *a, **k)
-
-    monkeypatch.setattr(Engine, "restore", stop)
+    original = Engine.restore
+    monkeypatch.setattr(Engine, "restore", ctrl_c_at(out, at))
     assert run_video(models, src, out, "--segment-frames", 10).exit_code == 130
     monkeypatch.setattr(Engine, "restore", original)
 
