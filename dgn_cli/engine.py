@@ -52,11 +52,12 @@ EngineConfig fields:
 - self_ensemble: 1 (default) | 2 | 4 | 8: each tile runs that many times, on flipped and
   transposed copies, and the outputs are mapped back and averaged (dgn_cli.ensemble: +0.09 dB
   at 8 on the handheld split, for 8x the time). The depth estimator runs once.
-- align_frames (default True): before a multi-frame (video) DGN runs, each neighbour in the
-  window is warped onto the centre frame by optical flow, the centre's pixels used where the
-  flow is not trusted, and a neighbour with no match replaced by the centre
-  (dgn_cli.frame_align); `last_run.alignment` says what was done.
-  No effect on the image DGN. False gives the raw window (the benchmarks before stretch 8).
+- align: "auto" (default) | "all" | "off": before a multi-frame (video) DGN runs, neighbours
+  in the window are warped onto the centre frame by optical flow, the centre's pixels used
+  where the flow is not trusted, a neighbour with no match replaced by the centre
+  (dgn_cli.frame_align). "auto" warps only neighbours that moved farther than the DGN saw in
+  training, "all" every one, "off" none (the benchmarks before stretch 8);
+  `last_run.alignment` says what was done. No effect on the image DGN.
 - depth_max_side: the depth estimator runs on the whole frame (never per tile), downscaled
   so its long side is at most this many px (default 2048), and its output is upsampled
   bilinearly to full resolution. This bounds its memory on huge images; depth maps are smooth.
@@ -71,7 +72,7 @@ Robustness:
 Memory bound (images larger than memory): besides its inputs (the frames, 3F channels, and
 the initial depth, 1 channel), `restore` allocates exactly two full-resolution float32
 buffers: the blended image (3 channels) and the refined depth (1 channel, skipped with
-return_depth=False): 16 bytes per pixel (and, for a video DGN with align_frames, one aligned
+return_depth=False): 16 bytes per pixel (and, for a video DGN with align on, one aligned
 copy of the window, 3F channels). Everything else is per tile. `deblur` on an RGB
 image therefore holds at most 8 float32 channels at full resolution (input 3, depth 1,
 output 3, refined depth 1) = 32 bytes per pixel, plus the tile's activations
@@ -122,7 +123,7 @@ class EngineConfig:
     load_dgn: bool = True  # False: depth estimation only (`dgn depth` without --refined)
     refine_depth: bool = True  # False: the depth given is used as D_r (G_D bypassed; ablation)
     self_ensemble: int = 1  # 1 | 2 | 4 | 8 passes per tile over flips/transposes (ensemble.py)
-    align_frames: bool = True  # video DGN: warp each neighbour onto the centre (frame_align.py)
+    align: str = "auto"  # video DGN: auto | all | off, neighbours warped onto t (frame_align)
 
     def __post_init__(self):
         if self.kind not in DEFAULT_DGN:
@@ -140,6 +141,10 @@ class EngineConfig:
             raise DgnError(
                 f"--tile-overlap {self.tile_overlap} is more than half of --tile {self.tile}; "
                 f"use an overlap <= {self.tile // 2} or a larger tile"
+            )
+        if self.align not in frame_align.MODES:
+            raise DgnError(
+                f"--align must be one of {', '.join(frame_align.MODES)}, got {self.align!r}"
             )
         if self.self_ensemble not in ensemble.SIZES:
             raise DgnError(
@@ -160,7 +165,7 @@ class RunStats:
     fp32_recomputed: int = 0
     nonfinite_left: int = 0
     tile_sizes_tried: list[int] = field(default_factory=list)
-    alignment: frame_align.WindowAlignment | None = None  # video window (align_frames)
+    alignment: frame_align.WindowAlignment | None = None  # video window (align != off)
 
 
 def dgn_bytes_per_pixel(cfg: DGNConfig) -> float:
@@ -314,7 +319,7 @@ class Engine:
             "tile": self.config.tile,
             "tile_overlap": self.config.tile_overlap,
             "self_ensemble": self.config.self_ensemble,
-            "align_frames": self.config.align_frames,
+            "align": self.config.align,
             "random_weights": self.config.weights == RANDOM,
         }
 
@@ -421,8 +426,10 @@ class Engine:
             depth_init = None
             return_depth = False
         stats = RunStats()
-        if cfg.frames > 1 and self.config.align_frames:
-            frames, stats.alignment = frame_align.align_window(frames, cfg.frames)
+        if cfg.frames > 1 and self.config.align != "off":
+            frames, stats.alignment = frame_align.align_window(
+                frames, cfg.frames, self.config.align
+            )
         tile = self.auto_tile(h, w)
         while True:
             stats.tile_sizes_tried.append(tile)

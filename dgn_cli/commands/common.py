@@ -131,6 +131,23 @@ InputsArg = Annotated[
 ]
 
 
+class AlignMode(StrEnum):
+    auto = "auto"
+    all = "all"
+    off = "off"
+
+
+AlignOpt = Annotated[
+    AlignMode,
+    typer.Option(
+        "--align",
+        help="video model: warp neighbouring frames onto frame t by optical flow first, so "
+        "fast motion does not double edges. auto: only those that moved farther than the "
+        "model saw in training; all: every one; off: the raw window",
+    ),
+]
+
+
 class Backend(StrEnum):
     torch = "torch"
     onnxruntime = "onnxruntime"

@@ -22,6 +22,8 @@ import typer
 from rich.markup import escape
 
 from dgn_cli.commands.common import (
+    AlignMode,
+    AlignOpt,
     Backend,
     BackendOpt,
     EngineOptions,
@@ -84,8 +86,10 @@ def parse_time(text: str | None, option: str) -> float | None:
     return seconds
 
 
-def _engine(model: VideoModel, opts: EngineOptions, quiet: bool, backend: Backend, align: bool):
-    cfg = opts.config(kind=model.value, align_frames=align)
+def _engine(
+    model: VideoModel, opts: EngineOptions, quiet: bool, backend: Backend, align: AlignMode
+):
+    cfg = opts.config(kind=model.value, align=str(align))
     engine = open_engine(cfg, quiet=quiet, backend=backend)
     if model is VideoModel.video and engine.dgn.config.frames == 1 and not quiet:
         name = engine.config.weights
@@ -200,14 +204,7 @@ def register(app: typer.Typer) -> None:
                 "each shot; 0 = no cut detection",
             ),
         ] = DEFAULT_SCENE_THRESHOLD,
-        align: Annotated[
-            bool,
-            typer.Option(
-                "--align/--no-align",
-                help="warp each neighbouring frame onto frame t (optical flow) before the "
-                "video model sees the window, so fast motion does not double edges",
-            ),
-        ] = True,
+        align: AlignOpt = AlignMode.auto,
         backend: BackendOpt = Backend.torch,
         shard: ShardOpt = None,
         merge: Annotated[
@@ -294,14 +291,13 @@ def register(app: typer.Typer) -> None:
                 else f"{n_audio} audio stream(s) "
                 + ("copied" if a["audio"] == "copy" else f"transcoded to {a['audio']}")
             )
-            moved = (result.alignment or {}).get("frames_with_motion", 0)
-            if moved:
-                al = result.alignment
+            al = result.alignment or {}
+            if al.get("frames_aligned") or al.get("neighbours_replaced"):
                 err_console.print(
-                    f"aligned the neighbours of {moved} moving frame(s) to them (motion up to "
-                    f"{al['largest_motion_px']:.0f} px, {al['trusted_fraction']:.0%} of their "
-                    f"pixels used); {al['neighbours_replaced']} neighbour(s) with no match "
-                    "replaced by the frame itself"
+                    f"fast motion (up to {al['largest_motion_px']:.0f} px between frames): "
+                    f"neighbours warped onto {al['frames_aligned']} frame(s) "
+                    f"({al['trusted_fraction']:.0%} of their pixels used), "
+                    f"{al['neighbours_replaced']} with no match replaced by the frame itself"
                 )
             if result.scene_cuts:
                 cuts = ", ".join(str(c["frame"]) for c in result.scene_cuts)

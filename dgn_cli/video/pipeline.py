@@ -131,8 +131,8 @@ class VideoResult:
     # others are missing (the last shard to finish, or merge_video, writes the output)
     status: str = "written"
     missing_segments: list[int] = field(default_factory=list)
-    # video DGN with align_frames (dgn_cli.frame_align): frames whose window moved, neighbours
-    # replaced by the centre (no match), the largest motion undone (px), trusted share
+    # video DGN with align on (dgn_cli.frame_align): frames with motion, frames with a neighbour
+    # warped, neighbours replaced by the centre (no match), the largest motion (px), trusted share
     alignment: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -154,6 +154,7 @@ class _AlignmentTally:
     """What frame_align did over the frames restored this run (VideoResult.alignment)."""
 
     frames_with_motion: int = 0  # windows with a neighbour >= 1 px away (median flow)
+    frames_aligned: int = 0  # windows with a neighbour warped onto the centre
     neighbours_replaced: int = 0  # no match: the centre frame used in its place
     largest_motion_px: float = 0.0
     neighbours: int = 0
@@ -163,6 +164,7 @@ class _AlignmentTally:
         if report is None:
             return
         self.frames_with_motion += any(m >= 1.0 for m in report.motion_px)
+        self.frames_aligned += bool(report.warped)
         self.neighbours_replaced += len(report.replaced)
         self.largest_motion_px = max(self.largest_motion_px, round(report.largest_motion, 1))
         mid = len(report.trusted) // 2
@@ -173,6 +175,7 @@ class _AlignmentTally:
     def as_dict(self) -> dict[str, Any]:
         return {
             "frames_with_motion": self.frames_with_motion,
+            "frames_aligned": self.frames_aligned,
             "neighbours_replaced": self.neighbours_replaced,
             "largest_motion_px": self.largest_motion_px,
             # mean share of a neighbour's pixels taken from it (the rest: from frame t)
@@ -367,7 +370,7 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
         "tracks": tracks,
         "scene_threshold": opts.scene_threshold,
         "self_ensemble": cfg.self_ensemble,
-        "align_frames": cfg.align_frames and engine.dgn.config.frames > 1,
+        "align": cfg.align if engine.dgn.config.frames > 1 else "off",
     }
     if opts.control is not None and opts.control.active:
         key["control"] = opts.control.describe()
@@ -897,7 +900,7 @@ def deblur_video(
             }
             for c, score in zip(scenes.cuts, scenes.scores, strict=True)
         ],
-        alignment=aligned.as_dict() if engine.config.align_frames and radius else None,
+        alignment=aligned.as_dict() if engine.config.align != "off" and radius else None,
         status="shard-done" if missing else "written",
         missing_segments=missing,
     )
