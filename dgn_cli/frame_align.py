@@ -95,19 +95,27 @@ def _small_grey8(rgb: np.ndarray, scale: float) -> np.ndarray:
     return g
 
 
-def warp_to_centre(centre: np.ndarray, neighbour: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Warp `neighbour` onto `centre` ((H, W, 3) float32 [0, 1] each).
+@dataclass
+class _Flow:
+    """Optical flow from the centre frame to one neighbour, and how far it is trusted."""
 
-    Returns (aligned (H, W, 3): the warped neighbour where its flow is trusted, the centre
-    elsewhere; median flow length in px; fraction of trusted pixels)."""
+    fwd: np.ndarray  # (h, w, 2) at the matching scale: centre(x) ~ neighbour(x + fwd(x))
+    scale: float  # matching size / full size
+    mask: np.ndarray  # (H, W, 1) bool at full size: pixels whose flow is trusted
+    motion: float  # median flow length, full-size px
+
+    @property
+    def trusted(self) -> float:
+        return float(self.mask.mean())
+
+
+def measure_flow(centre: np.ndarray, neighbour: np.ndarray, size: tuple[int, int], scale: float):
+    """DIS flow both ways between two `_small_grey8` images; `size` (H, W) is the full size."""
     import cv2
 
-    h, w = centre.shape[:2]
-    scale = min(1.0, MATCH_SIDE / max(h, w))
-    a, b = _small_grey8(centre, scale), _small_grey8(neighbour, scale)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    fwd, bwd = dis.calc(a, b, None), dis.calc(b, a, None)  # centre(x) ~ neighbour(x + fwd(x))
-    sh, sw = a.shape
+    fwd, bwd = dis.calc(centre, neighbour, None), dis.calc(neighbour, centre, None)
+    sh, sw = centre.shape
     gx, gy = np.meshgrid(np.arange(sw, dtype=np.float32), np.arange(sh, dtype=np.float32))
     mx, my = gx + fwd[..., 0], gy + fwd[..., 1]
     back = cv2.remap(bwd, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -115,17 +123,28 @@ def warp_to_centre(centre: np.ndarray, neighbour: np.ndarray) -> tuple[np.ndarra
     consistent = np.hypot(*(fwd + back).transpose(2, 0, 1)) <= 1.0 + 0.05 * length
     inside = (mx >= 0) & (mx <= sw - 1) & (my >= 0) & (my <= sh - 1)
     trusted = (consistent & inside).astype(np.float32)
-    if scale < 1.0:  # flow and trust to full resolution (flow lengths grow with the size)
-        fwd = cv2.resize(fwd, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(1.0 / scale)
+    h, w = size
+    if scale < 1.0:  # trust to full resolution
         trusted = cv2.resize(trusted, (w, h), interpolation=cv2.INTER_LINEAR)
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mask = (trusted >= 0.5)[..., None]
+    return _Flow(fwd, scale, mask, float(np.median(length) / scale))
+
+
+def warp_to_centre(centre: np.ndarray, neighbour: np.ndarray, flow: _Flow) -> np.ndarray:
+    """(H, W, 3) float32 [0, 1]: `neighbour` warped along `flow` where it is trusted, `centre`
+    elsewhere."""
+    import cv2
+
+    h, w = centre.shape[:2]
+    fwd = flow.fwd
+    if flow.scale < 1.0:  # flow to full resolution (flow lengths grow with the size)
+        fwd = cv2.resize(fwd, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(1 / flow.scale)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     warped = cv2.remap(
         neighbour, gx + fwd[..., 0], gy + fwd[..., 1], cv2.INTER_CUBIC,
         borderMode=cv2.BORDER_REPLICATE,
     )  # fmt: skip
-    mask = (trusted >= 0.5)[..., None]
-    aligned = np.where(mask, np.clip(warped, 0.0, 1.0), centre)
-    return aligned, float(np.median(length) / scale), float(mask.mean())
+    return np.where(flow.mask, np.clip(warped, 0.0, 1.0), centre)
 
 
 def align_window(
@@ -145,20 +164,25 @@ def align_window(
     parts = list(frames.split(chs, dim=1))
     mid = count // 2
     centre = _to_numpy(parts[mid])
-    per_frame = TRAINED_MOTION_PX * centre.shape[1] / TRAINED_WIDTH
+    size = centre.shape[:2]
+    scale = min(1.0, MATCH_SIDE / max(size))
+    centre_small = _small_grey8(centre, scale)  # once per window, not once per neighbour
+    per_frame = TRAINED_MOTION_PX * size[1] / TRAINED_WIDTH
     for k, part in enumerate(parts):
         if k == mid:
             continue
         if torch.equal(part, parts[mid]):  # a reflected window repeats the centre itself
             continue
-        aligned, motion, trusted = warp_to_centre(centre, _to_numpy(part))
-        report.motion_px[k], report.trusted[k] = round(motion, 2), round(trusted, 3)
-        if mode == "auto" and motion <= per_frame * abs(k - mid):
-            continue  # within the motion the DGN was trained on: leave it as it is
-        if trusted < MIN_VALID:
+        neighbour = _to_numpy(part)
+        flow = measure_flow(centre_small, _small_grey8(neighbour, scale), size, scale)
+        report.motion_px[k], report.trusted[k] = round(flow.motion, 2), round(flow.trusted, 3)
+        if mode == "auto" and flow.motion <= per_frame * abs(k - mid):
+            continue  # within the motion the DGN was trained on: leave it (and skip the warp)
+        if flow.trusted < MIN_VALID:
             parts[k] = parts[mid]
             report.replaced.append(k)
             continue
         report.warped.append(k)
+        aligned = warp_to_centre(centre, neighbour, flow)
         parts[k] = torch.from_numpy(aligned).permute(2, 0, 1)[None].to(part.device, part.dtype)
     return torch.cat(parts, dim=1), report
