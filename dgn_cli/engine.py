@@ -300,6 +300,11 @@ class Engine:
         return devices.precision_name(self.dtype)
 
     @property
+    def align(self) -> str:
+        """The window alignment in effect: config.align for a video DGN, "off" otherwise."""
+        return self.config.align if self.dgn is not None and self.dgn.config.frames > 1 else "off"
+
+    @property
     def uses_depth(self) -> bool:
         return self.dgn is None or self.dgn.config.uses_depth
 
@@ -426,10 +431,8 @@ class Engine:
             depth_init = None
             return_depth = False
         stats = RunStats()
-        if cfg.frames > 1 and self.config.align != "off":
-            frames, stats.alignment = frame_align.align_window(
-                frames, cfg.frames, self.config.align
-            )
+        if self.align != "off":
+            frames, stats.alignment = frame_align.align_window(frames, cfg.frames, self.align)
         tile = self.auto_tile(h, w)
         while True:
             stats.tile_sizes_tried.append(tile)

@@ -94,7 +94,7 @@ def _setup(engine: Engine, cfg: BenchmarkConfig) -> dict:
         "tile": engine.config.tile,
         "tile_overlap": engine.config.tile_overlap,
         "self_ensemble": engine.config.self_ensemble,
-        "align": engine.config.align if dgn_cfg.frames > 1 else "off",
+        "align": engine.align,
         "tile_used": None,
         "tiles": None,
         "params": counts,

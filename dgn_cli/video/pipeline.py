@@ -370,7 +370,7 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
         "tracks": tracks,
         "scene_threshold": opts.scene_threshold,
         "self_ensemble": cfg.self_ensemble,
-        "align": cfg.align if engine.dgn.config.frames > 1 else "off",
+        "align": engine.align,
     }
     if opts.control is not None and opts.control.active:
         key["control"] = opts.control.describe()
@@ -900,7 +900,7 @@ def deblur_video(
             }
             for c, score in zip(scenes.cuts, scenes.scores, strict=True)
         ],
-        alignment=aligned.as_dict() if engine.config.align != "off" and radius else None,
+        alignment=aligned.as_dict() if engine.align != "off" else None,
         status="shard-done" if missing else "written",
         missing_segments=missing,
     )
