@@ -8,6 +8,8 @@
 # ablation) and prints one line per split. Ship (scripts/gpu/install.py DATA/stretch/weights
 # dgn-image dgn-baseline) only when refined depth beats the shipped weights on both splits.
 # Stretch 4: STEPS 4400 took 2434 s (image) + 1196 s (baseline) + ~8 min of benchmarks.
+# BUDGET=SECONDS trains the first task for that long instead (--time-budget; STEPS is then an
+# upper bound) and the others for the steps it reached, since CPU speed differs between sessions.
 set -euo pipefail
 D=${1:?usage: stretch.sh DATA STEPS SEED}; STEPS=${2:?steps}; SEED=${3:?seed}
 D=$(cd "$D" && pwd)
@@ -26,12 +28,23 @@ S="$D/stretch"; W="$S/weights"
 mkdir -p "$S"
 extra=()
 for split in $EXTRA; do extra+=(--extra-data "$D/$split"); done
+BUDGET=${BUDGET:-}
+steps_reached() {  # steps_reached RUN_DIR: the step of the run's end event
+  "$PY" -c 'import json, sys
+print([json.loads(l) for l in open(sys.argv[1])][-1]["step"])' "$1/log.jsonl"
+}
 for task in $TASKS; do
+  budget=()
+  [ -n "$BUDGET" ] && budget=(--time-budget "$BUDGET")
   "$PY" -m dgn_cli train --task "$task" --data "$D/$TRAIN" "${extra[@]}" --steps "$STEPS" \
     --batch-size 4 --crop 160 --lr "${LR[$task]}" --widths 16,32,64 --seed "$SEED" --cache-scenes \
-    --workers 0 --precision bf16 --val-count 8 --val-every $(( STEPS / 4 )) \
+    --workers 0 --precision bf16 --val-count 8 --val-every $(( STEPS / 4 )) "${budget[@]}" \
     --init "$ROOT/weights/dgn-$task.safetensors" --out "$S/runs/$task" \
     --export "dgn-$task" --export-dir "$W" --export-dtype fp16
+  if [ -n "$BUDGET" ]; then  # the twins train for equal steps
+    STEPS=$(steps_reached "$S/runs/$task"); BUDGET=""
+    echo "$task: $STEPS steps; the next tasks train as many"
+  fi
 done
 bench() {  # bench SPLIT NAME OPTIONS...: 20 test frames, JSON to S/bench-SPLIT-NAME.json
   local split=$1 name=$2; shift 2
