@@ -58,6 +58,10 @@ EngineConfig fields:
   (dgn_cli.frame_align). "auto" warps only neighbours that moved farther than the DGN saw in
   training, "all" every one, "off" none (the benchmarks before stretch 8);
   `last_run.alignment` says what was done. No effect on the image DGN.
+- video_depth: "estimator" (default) | "parallax": where a video DGN's initial depth D_b comes
+  from when none is given: the depth estimator on the centre frame, or the motion parallax
+  between the window's frames (dgn_cli.parallax_depth; the estimator where a window has none,
+  e.g. a still camera). `initial_depth(frames)` computes it; `last_depth_source` says which.
 - depth_max_side: the depth estimator runs on the whole frame (never per tile), downscaled
   so its long side is at most this many px (default 2048), and its output is upsampled
   bilinearly to full resolution. This bounds its memory on huge images; depth maps are smooth.
@@ -88,7 +92,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from dgn_cli import blend, checkpoints, devices, ensemble, frame_align, tiling
+from dgn_cli import blend, checkpoints, devices, ensemble, frame_align, parallax_depth, tiling
 from dgn_cli.errors import DeviceError, DgnError, InputError
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
@@ -102,6 +106,7 @@ MIN_TILE = 128
 MIN_USER_TILE = 64  # smaller explicit tiles give no valid plan (1 px) or thousands of tiles
 MIN_DEPTH_SIDE = 256
 RANDOM = "random"
+VIDEO_DEPTHS = ("estimator", "parallax")
 
 DEFAULT_DGN = checkpoints.DEFAULT_DGN  # {"image": "dgn-image", "video": "dgn-video"}
 DEFAULT_DEPTH = checkpoints.DEFAULT_DEPTH  # "dgn-depth-small"
@@ -124,6 +129,7 @@ class EngineConfig:
     refine_depth: bool = True  # False: the depth given is used as D_r (G_D bypassed; ablation)
     self_ensemble: int = 1  # 1 | 2 | 4 | 8 passes per tile over flips/transposes (ensemble.py)
     align: str = "auto"  # video DGN: auto | all | off, neighbours warped onto t (frame_align)
+    video_depth: str = "estimator"  # video DGN's D_b: estimator | parallax (parallax_depth)
 
     def __post_init__(self):
         if self.kind not in DEFAULT_DGN:
@@ -145,6 +151,10 @@ class EngineConfig:
         if self.align not in frame_align.MODES:
             raise DgnError(
                 f"--align must be one of {', '.join(frame_align.MODES)}, got {self.align!r}"
+            )
+        if self.video_depth not in VIDEO_DEPTHS:
+            raise DgnError(
+                f"--video-depth must be one of {', '.join(VIDEO_DEPTHS)}, got {self.video_depth!r}"
             )
         if self.self_ensemble not in ensemble.SIZES:
             raise DgnError(
@@ -285,6 +295,7 @@ class Engine:
         self.last_run = RunStats()
         self._tile_cap: int | None = None  # lowered after an out-of-memory retry
         self._depth_side = self.config.depth_max_side
+        self.last_depth_source = "estimator"  # of the last initial_depth: estimator | parallax
 
     # ----------------------------------------------------------------- description
     @property
@@ -302,7 +313,17 @@ class Engine:
     @property
     def align(self) -> str:
         """The window alignment in effect: config.align for a video DGN, "off" otherwise."""
-        return self.config.align if self.dgn is not None and self.dgn.config.frames > 1 else "off"
+        return self.config.align if self.window_frames > 1 else "off"
+
+    @property
+    def video_depth(self) -> str:
+        """Where D_b comes from: config.video_depth for a video DGN, "estimator" otherwise."""
+        return self.config.video_depth if self.window_frames > 1 else "estimator"
+
+    @property
+    def window_frames(self) -> int:
+        """Frames the DGN reads per window (1 for the image DGN or a depth-only engine)."""
+        return self.dgn.config.frames if self.dgn is not None else 1
 
     @property
     def uses_depth(self) -> bool:
@@ -325,6 +346,7 @@ class Engine:
             "tile_overlap": self.config.tile_overlap,
             "self_ensemble": self.config.self_ensemble,
             "align": self.config.align,
+            "video_depth": self.video_depth,
             "random_weights": self.config.weights == RANDOM,
         }
 
@@ -339,6 +361,19 @@ class Engine:
         return x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
     # ----------------------------------------------------------------- depth
+    def initial_depth(self, frames: torch.Tensor) -> torch.Tensor:
+        """D_b (1, 1, H, W) [0, 1] of the centre frame of a (1, 3F, H, W) [0, 1] window: from
+        the window's motion parallax (video_depth "parallax", when the window has any), else
+        the estimator on the centre frame. Sets `last_depth_source`."""
+        if self.video_depth == "parallax":
+            depth = parallax_depth.window_parallax_depth(frames, self.window_frames)
+            if depth is not None:
+                self.last_depth_source = "parallax"
+                return depth
+        self.last_depth_source = "estimator"
+        chs = self.dgn.config.image_chs if self.dgn is not None else 3
+        return self.estimate_depth(centre_frame(frames, self.window_frames, chs))
+
     def estimate_depth(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) RGB [0, 1] -> (1, 1, H, W) normalised inverse depth [0, 1], computed on
         the whole frame (downscaled to `depth_max_side` if larger), never per tile."""
@@ -424,8 +459,7 @@ class Engine:
         h, w = frames.shape[-2:]
         if cfg.uses_depth:
             if depth_init is None:
-                centre = centre_frame(frames, cfg.frames, cfg.image_chs)
-                depth_init = self.estimate_depth(centre)
+                depth_init = self.initial_depth(frames)
             _check_image(depth_init, 1, (h, w))
         else:
             depth_init = None

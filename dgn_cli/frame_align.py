@@ -79,12 +79,12 @@ def global_shift(ref: np.ndarray, moving: np.ndarray) -> tuple[float, float, flo
     return float(dx), float(dy), float(response)
 
 
-def _to_numpy(frame: torch.Tensor) -> np.ndarray:
+def to_numpy(frame: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) [0, 1] -> (H, W, 3) float32."""
     return np.ascontiguousarray(frame[0].detach().float().permute(1, 2, 0).cpu().numpy())
 
 
-def _small_grey8(rgb: np.ndarray, scale: float) -> np.ndarray:
+def small_grey8(rgb: np.ndarray, scale: float) -> np.ndarray:
     """(H, W, 3) float [0, 1] -> uint8 grey, resized by `scale` (DIS takes 8-bit images)."""
     import cv2
 
@@ -110,7 +110,7 @@ class _Flow:
 
 
 def measure_flow(centre: np.ndarray, neighbour: np.ndarray, size: tuple[int, int], scale: float):
-    """DIS flow both ways between two `_small_grey8` images; `size` (H, W) is the full size."""
+    """DIS flow both ways between two `small_grey8` images; `size` (H, W) is the full size."""
     import cv2
 
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
@@ -163,18 +163,18 @@ def align_window(
     chs = frames.shape[1] // count
     parts = list(frames.split(chs, dim=1))
     mid = count // 2
-    centre = _to_numpy(parts[mid])
+    centre = to_numpy(parts[mid])
     size = centre.shape[:2]
     scale = min(1.0, MATCH_SIDE / max(size))
-    centre_small = _small_grey8(centre, scale)  # once per window, not once per neighbour
+    centre_small = small_grey8(centre, scale)  # once per window, not once per neighbour
     per_frame = TRAINED_MOTION_PX * size[1] / TRAINED_WIDTH
     for k, part in enumerate(parts):
         if k == mid:
             continue
         if torch.equal(part, parts[mid]):  # a reflected window repeats the centre itself
             continue
-        neighbour = _to_numpy(part)
-        flow = measure_flow(centre_small, _small_grey8(neighbour, scale), size, scale)
+        neighbour = to_numpy(part)
+        flow = measure_flow(centre_small, small_grey8(neighbour, scale), size, scale)
         report.motion_px[k], report.trusted[k] = round(flow.motion, 2), round(flow.trusted, 3)
         if mode == "auto" and flow.motion <= per_frame * abs(k - mid):
             continue  # within the motion the DGN was trained on: leave it (and skip the warp)

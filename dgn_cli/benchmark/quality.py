@@ -14,7 +14,8 @@ Rows, always in this order (absent rows are listed in "skipped" with the reason)
 - "blurry input": the blurred centre frame itself (identity), the floor.
 - "no depth (baseline)": the no-depth baseline checkpoint (variant "baseline").
 - "initial depth": the DGN with its refinement branch bypassed, D_r := D_b, where D_b is the
-  estimator's depth of the blurred frame (`Engine.estimate_depth`, as `dgn deblur-image`).
+  estimator's depth of the blurred frame (`Engine.initial_depth`, as `dgn deblur-image`), or
+  for a video DGN with `--video-depth parallax` the window's motion parallax.
 - "refined depth": the DGN as it is used, D_r = D_b + G_D(D_b, B): this is the DGN's result.
 - "reference depth": the DGN with D_r := the reference depth (the dataset's depth/ maps, exact
   for the synthetic split; else the estimator's depth of the SHARP frame).
@@ -287,7 +288,7 @@ def evaluate(
             rows[ROW_BASELINE] = _score(out, item.sharp255, d_ref)
         if not uses_depth:
             return rows
-        d_init = engine.estimate_depth(item.centre)
+        d_init = engine.initial_depth(item.frames)  # the estimator's, or the window's parallax
         if bypass is not None:
             out, _ = bypass.restore(item.frames, d_init, return_depth=False)
             rows[ROW_INITIAL] = _score(out, item.sharp255, d_ref)

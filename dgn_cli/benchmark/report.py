@@ -108,7 +108,11 @@ def setup_line(report: dict) -> str:
             if report.get("self_ensemble", 1) > 1
             else []
         ),
-        *([f"align {report.get('align')}"] if report.get("frames", 1) > 1 else []),
+        *(
+            [f"align {report.get('align')}", f"video depth {report.get('video_depth')}"]
+            if report.get("frames", 1) > 1
+            else []
+        ),
         f"weights {report['weights']}" + (" (RANDOM)" if report.get("random_weights") else ""),
         f"depth {report.get('depth_model')}",
         f"torch {report['torch']}",

@@ -95,6 +95,7 @@ def _setup(engine: Engine, cfg: BenchmarkConfig) -> dict:
         "tile_overlap": engine.config.tile_overlap,
         "self_ensemble": engine.config.self_ensemble,
         "align": engine.align,
+        "video_depth": engine.video_depth,
         "tile_used": None,
         "tiles": None,
         "params": counts,

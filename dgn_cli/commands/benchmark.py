@@ -29,6 +29,8 @@ from dgn_cli.commands.common import (
     EngineOptions,
     JsonOpt,
     QuietOpt,
+    VideoDepth,
+    VideoDepthOpt,
     cli_errors,
     engine_options,
     err_console,
@@ -167,6 +169,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--seed", help="seed of the random weights and the timing input")
         ] = 0,
         align: AlignOpt = AlignMode.auto,  # as deblur-video; off: as before stretch 8
+        video_depth: VideoDepthOpt = VideoDepth.estimator,  # as deblur-video
         as_json: JsonOpt = False,
         markdown: Annotated[
             bool, typer.Option("--markdown", help="print Markdown tables to stdout")
@@ -198,7 +201,9 @@ def register(app: typer.Typer) -> None:
         )
         cfg.check_dataset()  # everything the quality part needs, before minutes of timing
         show = not (quiet or as_json or markdown)
-        engine = _engine(engine_opts.config(seed=seed, align=str(align)), quiet)
+        engine = _engine(
+            engine_opts.config(seed=seed, align=str(align), video_depth=str(video_depth)), quiet
+        )
         labels = {"timing": f"timing {width}x{height}", "evaluating": f"evaluating {cfg.dataset}"}
         with progress_bar(quiet=not show, eta=False) as prog:
             tasks: dict[str, int] = {}

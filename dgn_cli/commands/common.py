@@ -148,6 +148,23 @@ AlignOpt = Annotated[
 ]
 
 
+class VideoDepth(StrEnum):
+    estimator = "estimator"
+    parallax = "parallax"
+
+
+VideoDepthOpt = Annotated[
+    VideoDepth,
+    typer.Option(
+        "--video-depth",
+        help="video model: where the initial depth comes from. estimator: the depth model on "
+        "frame t; parallax: how far each pixel moved between the window's frames once the "
+        "camera's roll and pan are taken out (no model; the estimator where the camera did "
+        "not translate)",
+    ),
+]
+
+
 class Backend(StrEnum):
     torch = "torch"
     onnxruntime = "onnxruntime"

@@ -30,6 +30,8 @@ from dgn_cli.commands.common import (
     JsonOpt,
     OverwriteOpt,
     QuietOpt,
+    VideoDepth,
+    VideoDepthOpt,
     cli_errors,
     engine_options,
     err_console,
@@ -87,9 +89,14 @@ def parse_time(text: str | None, option: str) -> float | None:
 
 
 def _engine(
-    model: VideoModel, opts: EngineOptions, quiet: bool, backend: Backend, align: AlignMode
+    model: VideoModel,
+    opts: EngineOptions,
+    quiet: bool,
+    backend: Backend,
+    align: AlignMode,
+    video_depth: VideoDepth,
 ):
-    cfg = opts.config(kind=model.value, align=str(align))
+    cfg = opts.config(kind=model.value, align=str(align), video_depth=str(video_depth))
     engine = open_engine(cfg, quiet=quiet, backend=backend)
     if model is VideoModel.video and engine.dgn.config.frames == 1 and not quiet:
         name = engine.config.weights
@@ -205,6 +212,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = DEFAULT_SCENE_THRESHOLD,
         align: AlignOpt = AlignMode.auto,
+        video_depth: VideoDepthOpt = VideoDepth.estimator,
         backend: BackendOpt = Backend.torch,
         shard: ShardOpt = None,
         merge: Annotated[
@@ -253,7 +261,7 @@ def register(app: typer.Typer) -> None:
             return
         info, notes = open_input(input, opts)  # a bad input fails before any model loads
         prepare_outputs(input, output, opts, info, [])  # so does a bad output or option
-        engine: Engine = _engine(model, engine_opts, quiet, backend, align)
+        engine: Engine = _engine(model, engine_opts, quiet, backend, align, video_depth)
         with progress_bar(quiet=quiet, fps=True) as bar:
             task = bar.add_task(f"[bold]{escape(input.name)}", total=expected_frames(info, opts))
 
@@ -298,6 +306,12 @@ def register(app: typer.Typer) -> None:
                     f"neighbours warped onto {al['frames_aligned']} frame(s) "
                     f"({al['trusted_fraction']:.0%} of their pixels used), "
                     f"{al['neighbours_replaced']} with no match replaced by the frame itself"
+                )
+            if result.depth_sources is not None:
+                src = result.depth_sources
+                err_console.print(
+                    f"initial depth from motion parallax on {src['parallax']} frame(s), from "
+                    f"the depth model on {src['estimator']} (no camera translation there)"
                 )
             if result.scene_cuts:
                 cuts = ", ".join(str(c["frame"]) for c in result.scene_cuts)

@@ -134,6 +134,9 @@ class VideoResult:
     # video DGN with align on (dgn_cli.frame_align): frames with motion, frames with a neighbour
     # warped, neighbours replaced by the centre (no match), the largest motion (px), trusted share
     alignment: dict[str, Any] | None = None
+    # --video-depth parallax: {"parallax": frames whose D_b came from the window's motion
+    # parallax, "estimator": frames without parallax (still camera), estimated from the frame}
+    depth_sources: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -372,6 +375,8 @@ def _manifest(engine: Engine, info: VideoInfo, opts: VideoOptions, tracks: list[
         "self_ensemble": cfg.self_ensemble,
         "align": engine.align,
     }
+    if engine.video_depth != "estimator":  # only then: earlier runs' digests stay valid
+        key["video_depth"] = engine.video_depth
     if opts.control is not None and opts.control.active:
         key["control"] = opts.control.describe()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -760,6 +765,8 @@ def deblur_video(
     keep_raw = "compare" in extra
     scenes = SceneDetector(opts.scene_threshold)
     aligned = _AlignmentTally()
+    parallax = engine.uses_depth and engine.video_depth == "parallax"
+    sources = {"parallax": 0, "estimator": 0}  # where each frame's D_b came from (parallax)
 
     def to_frame(arr: np.ndarray) -> _Frame:
         """In the decoder thread: (H, W, 3) integers -> (1, 3, H, W) float32 [0, 1]."""
@@ -790,20 +797,26 @@ def deblur_video(
             held = window.items(t)
             items = held[skip : len(held) - skip]
             centre = window[t]
-            for it in held if masked else [centre] if engine.uses_depth else []:
-                if it.depth is None:
-                    it.depth = engine.estimate_depth(it.x)
             x = items[0].x if len(items) == 1 else torch.cat([it.x for it in items], dim=1)
+            if parallax:  # D_b of this window's motion, so not kept on the frame
+                d_in = engine.initial_depth(x)
+                sources[engine.last_depth_source] += 1
+                window_depths = [d_in]  # the others' estimator depths would mix two scales
+            else:
+                for it in held if masked else [centre] if engine.uses_depth else []:
+                    if it.depth is None:
+                        it.depth = engine.estimate_depth(it.x)
+                d_in = centre.depth if engine.uses_depth else None
+                window_depths = [it.depth for it in held]
             want_depth = "depth" in extra or masked
-            d_in = centre.depth if engine.uses_depth else None
             image, refined = engine.restore(x, d_in, return_depth=want_depth)
             aligned.add(engine.last_run.alignment)
-            guide = refined if refined is not None else centre.depth
+            guide = refined if refined is not None else d_in
             mask = None
             if control is not None:
                 m_depth = None
                 if masked:  # the refined depth on the window's mean estimator depth
-                    m_depth = blend.temporal_depth(guide, centre.depth, [it.depth for it in held])
+                    m_depth = blend.temporal_depth(guide, d_in, window_depths)
                 image, mask = blend.apply(centre.x, image, m_depth, control)
             if "depth" in extra and guide is None:
                 guide = torch.zeros_like(image[:, :1])
@@ -901,6 +914,7 @@ def deblur_video(
             for c, score in zip(scenes.cuts, scenes.scores, strict=True)
         ],
         alignment=aligned.as_dict() if engine.align != "off" else None,
+        depth_sources=sources if engine.video_depth == "parallax" else None,
         status="shard-done" if missing else "written",
         missing_segments=missing,
     )
