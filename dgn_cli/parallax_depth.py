@@ -20,10 +20,11 @@ that most of the frame moves forward (d > 0).
 Each neighbour gives d up to scale; they are averaged weighted by their parallax (a neighbour
 two frames away moves twice as far: twice the signal), smoothed, and normalised per frame like
 the training depth (1 = nearest): (d - median) / (p99.5 - median), clipped to [0, 1], which
-puts the most common depth (the backdrop) at 0. Measured on the synthetic video split (12
-sequences; /work-style probe in BENCHMARKS "stretch 9"): Pearson with the exact depth +0.73,
-RMSE 0.171 against 0.234 for the best per-frame constant (the small estimator: +0.15, RMSE
-above the constant's).
+puts the most common depth (the backdrop) at 0. Measured on the synthetic video split (40
+frames, `dgn benchmark ... --weights dgn-video --video-depth parallax`, BENCHMARKS "stretch
+9"): Pearson with the exact depth +0.69 (the small estimator: +0.01), RMSE 0.196 against 0.249
+for the best per-frame constant. The shipped video DGN does not turn it into sharper frames
+(-0.02 dB against the estimator's flat map), so it is an option, not the default.
 
 Limits: a window with less than MIN_PARALLAX_PX of depth-dependent motion (a still camera, a
 pure pan or roll, one frame) has no parallax: `window_parallax_depth` returns None and the
