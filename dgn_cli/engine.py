@@ -296,6 +296,9 @@ class Engine:
         self._tile_cap: int | None = None  # lowered after an out-of-memory retry
         self._depth_side = self.config.depth_max_side
         self.last_depth_source = "estimator"  # of the last initial_depth: estimator | parallax
+        # the last window's flows: parallax depth and alignment both need them (see _window_flows)
+        self._flows_key: tuple[torch.Tensor, int] | None = None
+        self._flows: frame_align.WindowFlows | None = None
 
     # ----------------------------------------------------------------- description
     @property
@@ -366,13 +369,26 @@ class Engine:
         the window's motion parallax (video_depth "parallax", when the window has any), else
         the estimator on the centre frame. Sets `last_depth_source`."""
         if self.video_depth == "parallax":
-            depth = parallax_depth.window_parallax_depth(frames, self.window_frames)
+            depth = parallax_depth.window_parallax_depth(
+                frames, self.window_frames, self._window_flows(frames)
+            )
             if depth is not None:
                 self.last_depth_source = "parallax"
                 return depth
         self.last_depth_source = "estimator"
         chs = self.dgn.config.image_chs if self.dgn is not None else 3
         return self.estimate_depth(centre_frame(frames, self.window_frames, chs))
+
+    def _window_flows(self, frames: torch.Tensor) -> frame_align.WindowFlows:
+        """The flows of a (1, 3F, H, W) window, measured once when `initial_depth` (parallax)
+        and `restore` (alignment) are called on the same tensor one after the other. The key
+        is the tensor itself and its version counter, which in-place writes bump, so a
+        reused frame buffer is measured again."""
+        key = self._flows_key
+        if self._flows is None or key is None or key[0] is not frames or key[1] != frames._version:
+            self._flows = frame_align.window_flows(frames, self.window_frames)
+            self._flows_key = (frames, frames._version)
+        return self._flows
 
     def estimate_depth(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) RGB [0, 1] -> (1, 1, H, W) normalised inverse depth [0, 1], computed on
@@ -466,7 +482,9 @@ class Engine:
             return_depth = False
         stats = RunStats()
         if self.align != "off":
-            frames, stats.alignment = frame_align.align_window(frames, cfg.frames, self.align)
+            frames, stats.alignment = frame_align.align_window(
+                frames, cfg.frames, self.align, self._window_flows(frames)
+            )
         tile = self.auto_tile(h, w)
         while True:
             stats.tile_sizes_tried.append(tile)

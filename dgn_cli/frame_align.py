@@ -147,11 +147,46 @@ def warp_to_centre(centre: np.ndarray, neighbour: np.ndarray, flow: _Flow) -> np
     return np.where(flow.mask, np.clip(warped, 0.0, 1.0), centre)
 
 
+@dataclass
+class WindowFlows:
+    """The flows from a window's centre frame to each of its neighbours, measured once and
+    shared by alignment and parallax depth (each would otherwise repeat the DIS pass)."""
+
+    centre: np.ndarray  # (H, W, 3) float32 [0, 1]: the centre frame
+    neighbours: dict[int, np.ndarray]  # window position -> (H, W, 3) float32 frame
+    flows: dict[int, _Flow]  # window position -> flow from the centre to it
+    # positions absent from both: the centre, and reflected copies of it at the clip's edges
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.centre.shape[0], self.centre.shape[1]
+
+
+def window_flows(frames: torch.Tensor, count: int) -> WindowFlows:
+    """DIS flows from the centre frame of a (1, 3 * count, H, W) [0, 1] window to each
+    neighbour that is not a copy of the centre (reflected clip edges)."""
+    parts = frames.split(frames.shape[1] // count, dim=1)
+    mid = count // 2
+    centre = to_numpy(parts[mid])
+    size = centre.shape[:2]
+    scale = min(1.0, MATCH_SIDE / max(size))
+    centre_small = small_grey8(centre, scale)  # once per window, not once per neighbour
+    result = WindowFlows(centre, {}, {})
+    for k, part in enumerate(parts):
+        if k == mid or torch.equal(part, parts[mid]):
+            continue
+        neighbour = to_numpy(part)
+        result.neighbours[k] = neighbour
+        result.flows[k] = measure_flow(centre_small, small_grey8(neighbour, scale), size, scale)
+    return result
+
+
 def align_window(
-    frames: torch.Tensor, count: int, mode: str = "auto"
+    frames: torch.Tensor, count: int, mode: str = "auto", flows: WindowFlows | None = None
 ) -> tuple[torch.Tensor, WindowAlignment]:
     """Warp the neighbours of a (1, 3 * count, H, W) [0, 1] window onto its centre frame:
     all of them (mode "all"), or those that moved farther than training showed ("auto").
+    `flows`: the window's `window_flows`, when the caller has them already.
 
     Returns the aligned window (same shape, dtype and device) and what was done. A one-frame
     window is returned as is."""
@@ -160,21 +195,12 @@ def align_window(
     report = WindowAlignment(motion_px=[0.0] * count, trusted=[1.0] * count)
     if count <= 1:
         return frames, report
-    chs = frames.shape[1] // count
-    parts = list(frames.split(chs, dim=1))
+    if flows is None:
+        flows = window_flows(frames, count)
+    parts = list(frames.split(frames.shape[1] // count, dim=1))
     mid = count // 2
-    centre = to_numpy(parts[mid])
-    size = centre.shape[:2]
-    scale = min(1.0, MATCH_SIDE / max(size))
-    centre_small = small_grey8(centre, scale)  # once per window, not once per neighbour
-    per_frame = TRAINED_MOTION_PX * size[1] / TRAINED_WIDTH
-    for k, part in enumerate(parts):
-        if k == mid:
-            continue
-        if torch.equal(part, parts[mid]):  # a reflected window repeats the centre itself
-            continue
-        neighbour = to_numpy(part)
-        flow = measure_flow(centre_small, small_grey8(neighbour, scale), size, scale)
+    per_frame = TRAINED_MOTION_PX * flows.size[1] / TRAINED_WIDTH
+    for k, flow in flows.flows.items():
         report.motion_px[k], report.trusted[k] = round(flow.motion, 2), round(flow.trusted, 3)
         if mode == "auto" and flow.motion <= per_frame * abs(k - mid):
             continue  # within the motion the DGN was trained on: leave it (and skip the warp)
@@ -183,6 +209,7 @@ def align_window(
             report.replaced.append(k)
             continue
         report.warped.append(k)
-        aligned = warp_to_centre(centre, neighbour, flow)
+        aligned = warp_to_centre(flows.centre, flows.neighbours[k], flow)
+        part = parts[k]
         parts[k] = torch.from_numpy(aligned).permute(2, 0, 1)[None].to(part.device, part.dtype)
     return torch.cat(parts, dim=1), report

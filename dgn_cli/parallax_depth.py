@@ -92,27 +92,20 @@ def normalise(raw: np.ndarray) -> np.ndarray:
     return np.clip((raw - mid) / max(float(high - mid), 1e-6), 0.0, 1.0).astype(np.float32)
 
 
-def window_parallax_depth(frames: torch.Tensor, count: int) -> torch.Tensor | None:
+def window_parallax_depth(
+    frames: torch.Tensor, count: int, flows: frame_align.WindowFlows | None = None
+) -> torch.Tensor | None:
     """(1, 3 * count, H, W) [0, 1] window -> (1, 1, H, W) [0, 1] normalised inverse depth of
     its centre frame from motion parallax, or None when the window has no parallax (fewer
-    than 2 frames, a still camera, a pure pan or roll: under MIN_PARALLAX_PX)."""
+    than 2 frames, a still camera, a pure pan or roll: under MIN_PARALLAX_PX). `flows`: the
+    window's `frame_align.window_flows`, when the caller has them already."""
     import cv2
 
     if count <= 1:
         return None
-    parts = frames.split(frames.shape[1] // count, dim=1)
-    mid = count // 2
-    centre = frame_align.to_numpy(parts[mid])
-    size = centre.shape[:2]
-    scale = min(1.0, frame_align.MATCH_SIDE / max(size))
-    centre_small = frame_align.small_grey8(centre, scale)
-    cues: list[Parallax] = []
-    for k, part in enumerate(parts):
-        if k == mid or torch.equal(part, parts[mid]):  # reflected edges repeat the centre
-            continue
-        neighbour = frame_align.small_grey8(frame_align.to_numpy(part), scale)
-        flow = frame_align.measure_flow(centre_small, neighbour, size, scale)
-        cues.append(fit_parallax(flow.fwd, scale))
+    if flows is None:
+        flows = frame_align.window_flows(frames, count)
+    cues = [fit_parallax(flow.fwd, flow.scale) for flow in flows.flows.values()]
     cues = [c for c in cues if c.spread >= MIN_PARALLAX_PX]
     if not cues:
         return None
@@ -121,5 +114,6 @@ def window_parallax_depth(frames: torch.Tensor, count: int) -> torch.Tensor | No
         c.spread * c.along / max(float(np.percentile(c.along, HIGH_PERCENTILE)), 1e-6) for c in cues
     ) / sum(c.spread for c in cues)
     raw = cv2.GaussianBlur(np.asarray(raw, np.float32), (0, 0), SMOOTH_SIGMA)
-    depth = normalise(cv2.resize(raw, (size[1], size[0]), interpolation=cv2.INTER_LINEAR))
+    h, w = flows.size
+    depth = normalise(cv2.resize(raw, (w, h), interpolation=cv2.INTER_LINEAR))
     return torch.from_numpy(depth)[None, None]

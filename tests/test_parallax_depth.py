@@ -107,6 +107,29 @@ def test_the_video_engine_takes_d_b_from_parallax_or_the_estimator(tiny_config):
     assert image_dgn.video_depth == "estimator"  # one frame has no parallax to read
 
 
+def test_parallax_and_alignment_share_one_flow_pass_per_window(tiny_config, monkeypatch):
+    from dgn_cli import frame_align
+
+    calls = []
+    measure = frame_align.window_flows
+    monkeypatch.setattr(frame_align, "window_flows", lambda *a: calls.append(1) or measure(*a))
+    cfg = EngineConfig(
+        device="cpu", precision="fp32", kind="video", video_depth="parallax", align="all"
+    )
+    eng = Engine(cfg, dgn=DGN(tiny_config(frames=5)).eval(), depth_estimator=None)
+    window = as_window(parallax_frames())
+    image, _ = eng.restore(window)  # D_b from parallax, then the alignment: one flow pass
+    assert len(calls) == 1 and eng.last_depth_source == "parallax"
+    assert len(eng.last_run.alignment.warped) == 4  # the flows were used for the warp too
+    eng.restore(window, eng.initial_depth(window))  # the same, unchanged window: no new pass
+    assert len(calls) == 1
+    window.mul_(0.5)  # written in place: its flows are measured again, not taken from before
+    eng.initial_depth(window)
+    assert len(calls) == 2
+    eng.initial_depth(window.clone())  # another tensor
+    assert len(calls) == 3
+
+
 def test_deblur_video_with_parallax_depth_reports_its_sources(tiny_checkpoints, tmp_path):
     moving = parallax_frames(count=10, step=(3.0, 1.0))  # the camera translates throughout
     still = np.repeat(moving[4:5], 6, axis=0)  # then stops: no parallax, the estimator's depth
