@@ -383,8 +383,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             recipe_option(
                 "--depth-model",
-                "frozen estimator for the initial depth D_b, 'exact', or 'degraded' (exact "
-                "depth with an estimator's errors)",
+                "frozen estimator for the initial depth D_b, 'exact', 'degraded' (exact "
+                "depth with an estimator's errors), or 'parallax' (--task video: each "
+                "window's motion, as deblur-video --video-depth parallax)",
             ),
         ] = None,
         seed: Annotated[int | None, recipe_option("--seed")] = None,

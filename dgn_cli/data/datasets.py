@@ -161,7 +161,9 @@ class PairedFolderDataset(Dataset):
     Depth: "depth" comes from depth/ when the dataset has it, else from `depth_estimator` on the
     sharp frame; "depth_init" comes from `depth_estimator` on the blurred frame. Both are
     computed once, on full frames, when the dataset is built, and cached as 16-bit PNGs (see
-    `dgn_cli.data.gopro`); the estimator is not kept (workers never run it). Without depth/ and
+    `dgn_cli.data.gopro`); the estimator is not kept (workers never run it). With
+    parallax_depth=True "depth_init" is instead read from each window's motion parallax
+    (`dgn_cli.data.parallax_cache`; frames > 1), and "depth" needs depth/. Without depth/ and
     without an estimator the dataset refuses, unless require_depth=False (then items carry no
     "depth", e.g. for the no-depth baseline).
     """
@@ -181,6 +183,7 @@ class PairedFolderDataset(Dataset):
         progress: Callable[[int, int], None] | None = None,
         cache_frames: bool = False,
         crop_bias: float = 0.0,
+        parallax_depth: bool = False,
     ):
         _check_frames(frames)
         self.root = Path(root)
@@ -199,18 +202,26 @@ class PairedFolderDataset(Dataset):
         check_frame_sizes(self.sequences)  # up front: before the depth cache or a training step
         self.cache: DepthCache | None = None
         self.computed_depth_maps = 0
-        if depth_estimator is not None:
+        if parallax_depth:  # D_b from each window's motion (data/parallax_cache)
+            from dgn_cli.data.parallax_cache import prepare_parallax_cache
+
+            self.cache, self.computed_depth_maps = prepare_parallax_cache(
+                self.root, split, self.sequences, frames, cache_dir, progress
+            )
+        elif depth_estimator is not None:
             self.cache, self.computed_depth_maps = prepare_depth_cache(
                 self.root, split, self.sequences, depth_estimator, cache_dir, progress
             )
-        elif require_depth:
+        if require_depth and (parallax_depth or depth_estimator is None):
             lacking = [s for s in self.sequences if s.depth is None]
             if lacking:
                 where = lacking[0].sharp[0].parent
-                raise InputError(
-                    f"{where}: no depth/ folder beside the frames; pass a depth estimator "
-                    "(--depth-model) to compute and cache reference depth"
+                hint = (
+                    "parallax D_b trains against the reference depth there"
+                    if parallax_depth
+                    else "pass a depth estimator (--depth-model) to compute and cache it"
                 )
+                raise InputError(f"{where}: no depth/ folder beside the frames; {hint}")
 
     def __len__(self) -> int:
         return len(self.items)

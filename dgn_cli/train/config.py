@@ -24,6 +24,8 @@ TASK_MODEL = {  # task -> (DGN variant, frames)
 }
 EXACT_DEPTH = "exact"
 DEGRADED_DEPTH = "degraded"  # exact depth with an estimator's kinds of error (data/depth_degrade)
+PARALLAX_DEPTH = "parallax"  # video: each window's motion parallax (data/parallax_cache)
+NO_ESTIMATOR = (EXACT_DEPTH, DEGRADED_DEPTH, PARALLAX_DEPTH)  # D_b sources that need no network
 VAL_FRAME_SIZE = (1280, 720)  # --data synth validates on whole frames of the test split's size
 
 
@@ -107,6 +109,11 @@ class TrainConfig(JsonConfig):
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
         object.__setattr__(self, "frame_size", tuple(int(v) for v in self.frame_size))
         object.__setattr__(self, "extra_data", tuple(str(p) for p in self.extra_data))
+        if self.depth_model == PARALLAX_DEPTH and (self.frames < 2 or self.data == "synth"):
+            raise InputError(
+                "--depth-model parallax reads depth from a window's motion: it needs --task "
+                "video and a folder --data (not 'synth')"
+            )
         if self.extra_data and self.data == "synth":
             raise InputError("--extra-data adds folders to a folder --data, not to 'synth'")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))

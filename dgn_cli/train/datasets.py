@@ -17,7 +17,7 @@ from dgn_cli import distributed
 from dgn_cli.data.render_pool import FramePool
 from dgn_cli.errors import InputError
 from dgn_cli.progress import Progress
-from dgn_cli.train.config import DEGRADED_DEPTH, EXACT_DEPTH, RunOptions, TrainConfig
+from dgn_cli.train.config import NO_ESTIMATOR, PARALLAX_DEPTH, RunOptions, TrainConfig
 
 VAL_SEED_OFFSET = 1_000_003  # synthetic validation draws from its own seed range
 
@@ -38,7 +38,9 @@ def build_datasets(
     folder: PairedFolderDataset train split (random crops, paper augmentation), joined by the
     train splits of cfg.extra_data (each read with its own noise setting and blur maps);
     validation is cfg.val_count whole frames evenly spaced over cfg.data's test split.
-    Without depth/ folders the frozen estimator's depth of the sharp frame is the depth target
+    --depth-model parallax: D_b of every frame from its window's motion, computed once and
+    cached like the estimator's (data/parallax_cache). Without depth/ folders the frozen
+    estimator's depth of the sharp frame is the depth target
     and its depth of the blurred frame is D_b, computed once and cached (rank 0 first, the
     other ranks then read the cache).
     """
@@ -84,7 +86,9 @@ def build_datasets(
     extra: dict[str, Any] = {"cache_dir": run.depth_cache, "progress": progress}
     if cfg.task == "baseline":
         extra["require_depth"] = False
-    elif cfg.task != "depth" and cfg.depth_model not in (EXACT_DEPTH, DEGRADED_DEPTH):
+    elif cfg.task != "depth" and cfg.depth_model == PARALLAX_DEPTH:
+        extra["parallax_depth"] = True
+    elif cfg.task != "depth" and cfg.depth_model not in NO_ESTIMATOR:
         extra["depth_estimator"] = depth_estimator
 
     roots = [root, *(Path(p) for p in cfg.extra_data)]

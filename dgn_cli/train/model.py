@@ -20,7 +20,7 @@ from dgn_cli.losses import DepthLoss, DGNLoss, LossWeights
 from dgn_cli.models import DGN, DGNConfig
 from dgn_cli.models.depth import SmallDepthConfig, SmallDepthNet
 from dgn_cli.tensors import centre_frame, to_unit
-from dgn_cli.train.config import DEGRADED_DEPTH, EXACT_DEPTH, TASK_MODEL, RunOptions, TrainConfig
+from dgn_cli.train.config import NO_ESTIMATOR, TASK_MODEL, RunOptions, TrainConfig
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -104,8 +104,9 @@ def build_loss(cfg: TrainConfig, run: RunOptions, device: torch.device) -> nn.Mo
 
 
 def load_frozen_depth(cfg: TrainConfig, device: torch.device) -> nn.Module | None:
-    """The frozen estimator that gives D_b (None for the baseline, depth task and 'exact')."""
-    if cfg.task in ("depth", "baseline") or cfg.depth_model in (EXACT_DEPTH, DEGRADED_DEPTH):
+    """The frozen estimator that gives D_b (None for the baseline, the depth task, and the
+    D_b sources that need none: exact, degraded, parallax)."""
+    if cfg.task in ("depth", "baseline") or cfg.depth_model in NO_ESTIMATOR:
         return None
     from dgn_cli.checkpoints import load_depth_estimator
 
