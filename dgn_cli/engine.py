@@ -58,10 +58,12 @@ EngineConfig fields:
   (dgn_cli.frame_align). "auto" warps only neighbours that moved farther than the DGN saw in
   training, "all" every one, "off" none (the benchmarks before stretch 8);
   `last_run.alignment` says what was done. No effect on the image DGN.
-- video_depth: "estimator" (default) | "parallax": where a video DGN's initial depth D_b comes
-  from when none is given: the depth estimator on the centre frame, or the motion parallax
-  between the window's frames (dgn_cli.parallax_depth; the estimator where a window has none,
-  e.g. a still camera). `initial_depth(frames)` computes it; `last_depth_source` says which.
+- video_depth: "auto" (default) | "estimator" | "parallax": where a video DGN's initial depth
+  D_b comes from when none is given: the depth estimator on the centre frame, or the motion
+  parallax between the window's frames (dgn_cli.parallax_depth; the estimator where a window
+  has none, e.g. a still camera). "auto" gives the weights the D_b they were trained on:
+  parallax when their train_config says `depth_model: parallax`, else the estimator.
+  `initial_depth(frames)` computes it; `last_depth_source` says which.
 - depth_max_side: the depth estimator runs on the whole frame (never per tile), downscaled
   so its long side is at most this many px (default 2048), and its output is upsampled
   bilinearly to full resolution. This bounds its memory on huge images; depth maps are smooth.
@@ -87,6 +89,8 @@ output 3, refined depth 1) = 32 bytes per pixel, plus the tile's activations
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -106,7 +110,7 @@ MIN_TILE = 128
 MIN_USER_TILE = 64  # smaller explicit tiles give no valid plan (1 px) or thousands of tiles
 MIN_DEPTH_SIDE = 256
 RANDOM = "random"
-VIDEO_DEPTHS = ("estimator", "parallax")
+VIDEO_DEPTHS = ("auto", "estimator", "parallax")
 
 DEFAULT_DGN = checkpoints.DEFAULT_DGN  # {"image": "dgn-image", "video": "dgn-video"}
 DEFAULT_DEPTH = checkpoints.DEFAULT_DEPTH  # "dgn-depth-small"
@@ -129,7 +133,7 @@ class EngineConfig:
     refine_depth: bool = True  # False: the depth given is used as D_r (G_D bypassed; ablation)
     self_ensemble: int = 1  # 1 | 2 | 4 | 8 passes per tile over flips/transposes (ensemble.py)
     align: str = "auto"  # video DGN: auto | all | off, neighbours warped onto t (frame_align)
-    video_depth: str = "estimator"  # video DGN's D_b: estimator | parallax (parallax_depth)
+    video_depth: str = "auto"  # video DGN's D_b: auto | estimator | parallax (parallax_depth)
 
     def __post_init__(self):
         if self.kind not in DEFAULT_DGN:
@@ -215,6 +219,19 @@ def _random_models(cfg: EngineConfig) -> tuple[DGN, DepthEstimator]:
 BACKENDS = ("torch", "onnxruntime")
 
 
+def trained_video_depth(path: str | os.PathLike) -> str:
+    """ "parallax" when a DGN checkpoint's train_config metadata says it trained on parallax
+    D_b (`dgn train --task video --depth-model parallax`), else "estimator". Metadata that
+    cannot be read as that JSON counts as "estimator": it only picks a default."""
+    text = checkpoints.read_metadata(path).get("train_config", "")
+    try:
+        recipe = json.loads(text) if text else {}
+    except ValueError:
+        return "estimator"
+    depth_model = recipe.get("depth_model") if isinstance(recipe, dict) else None
+    return "parallax" if depth_model == "parallax" else "estimator"
+
+
 def build_engine(cfg: EngineConfig, backend: str = "torch") -> Engine:
     """The one way commands, the Python API and the benchmark build an engine from a config
     (variants through `dataclasses.replace(cfg, ...)`). backend "onnxruntime": cfg.weights is
@@ -283,11 +300,14 @@ class Engine:
         # For the CLI to show (e.g. bf16 emulated on this CPU); the library never prints.
         self.precision_warning = devices.precision_warning(self.device, self.dtype)
         self.weights_sha256: str | None = None  # of the DGN's file: --json and the log
+        # the D_b the weights trained on ("parallax" or "estimator"), for video_depth "auto"
+        self.trained_video_depth = "estimator"
         if dgn is None and depth_estimator is None:
             dgn, depth = load_models(self.config, self.device)
             if dgn is not None and self.config.weights != RANDOM:
                 path = checkpoints.resolve_checkpoint(self.config.weights, kind="dgn")
                 self.weights_sha256 = checkpoints.sha256_file(path)
+                self.trained_video_depth = trained_video_depth(path)
         else:
             depth = depth_estimator
         self.dgn = dgn.to(self.device, memory_format=torch.channels_last).eval() if dgn else None
@@ -320,8 +340,13 @@ class Engine:
 
     @property
     def video_depth(self) -> str:
-        """Where D_b comes from: config.video_depth for a video DGN, "estimator" otherwise."""
-        return self.config.video_depth if self.window_frames > 1 else "estimator"
+        """Where D_b comes from for a video DGN: config.video_depth, "auto" resolved to what the
+        weights trained on; "estimator" for the image DGN."""
+        if self.window_frames <= 1:
+            return "estimator"
+        if self.config.video_depth == "auto":
+            return self.trained_video_depth
+        return self.config.video_depth
 
     @property
     def window_frames(self) -> int:

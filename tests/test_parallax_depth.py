@@ -107,6 +107,29 @@ def test_the_video_engine_takes_d_b_from_parallax_or_the_estimator(tiny_config):
     assert image_dgn.video_depth == "estimator"  # one frame has no parallax to read
 
 
+def test_auto_gives_the_weights_the_d_b_they_trained_on(tiny_config, tmp_path):
+    from dgn_cli import checkpoints
+
+    dgn = DGN(tiny_config(frames=5)).eval()
+    estimator = tmp_path / "depth.safetensors"
+    checkpoints.save_depth_net(make_tiny_depth_net(), estimator)
+
+    def engine(train_config: str | None, video_depth="auto") -> Engine:
+        path = tmp_path / f"v{len(list(tmp_path.iterdir()))}.safetensors"
+        meta = {"train_config": train_config} if train_config is not None else None
+        checkpoints.save_dgn(dgn, path, metadata=meta)
+        cfg = EngineConfig(device="cpu", precision="fp32", kind="video", weights=str(path),
+                           depth_model=str(estimator), video_depth=video_depth)  # fmt: skip
+        return Engine(cfg)
+
+    assert engine(json.dumps({"depth_model": "parallax"})).video_depth == "parallax"
+    assert engine(json.dumps({"depth_model": "degraded"})).video_depth == "estimator"
+    assert engine(None).video_depth == "estimator"  # no recipe recorded
+    assert engine("not json{").video_depth == "estimator"  # only a default: never an error
+    forced = engine(json.dumps({"depth_model": "parallax"}), video_depth="estimator")
+    assert forced.video_depth == "estimator"  # an explicit choice wins
+
+
 def test_parallax_and_alignment_share_one_flow_pass_per_window(tiny_config, monkeypatch):
     from dgn_cli import frame_align
 

@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--seed", help="seed of the random weights and the timing input")
         ] = 0,
         align: AlignOpt = AlignMode.auto,  # as deblur-video; off: as before stretch 8
-        video_depth: VideoDepthOpt = VideoDepth.estimator,  # as deblur-video
+        video_depth: VideoDepthOpt = VideoDepth.auto,  # as deblur-video
         as_json: JsonOpt = False,
         markdown: Annotated[
             bool, typer.Option("--markdown", help="print Markdown tables to stdout")

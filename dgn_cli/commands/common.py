@@ -149,6 +149,7 @@ AlignOpt = Annotated[
 
 
 class VideoDepth(StrEnum):
+    auto = "auto"
     estimator = "estimator"
     parallax = "parallax"
 
@@ -160,7 +161,7 @@ VideoDepthOpt = Annotated[
         help="video model: where the initial depth comes from. estimator: the depth model on "
         "frame t; parallax: how far each pixel moved between the window's frames once the "
         "camera's roll and pan are taken out (no model; the estimator where the camera did "
-        "not translate)",
+        "not translate); auto: the one the weights were trained on",
     ),
 ]
 

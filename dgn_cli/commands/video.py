@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = DEFAULT_SCENE_THRESHOLD,
         align: AlignOpt = AlignMode.auto,
-        video_depth: VideoDepthOpt = VideoDepth.estimator,
+        video_depth: VideoDepthOpt = VideoDepth.auto,
         backend: BackendOpt = Backend.torch,
         shard: ShardOpt = None,
         merge: Annotated[
