@@ -316,9 +316,9 @@ class Engine:
         self._tile_cap: int | None = None  # lowered after an out-of-memory retry
         self._depth_side = self.config.depth_max_side
         self.last_depth_source = "estimator"  # of the last initial_depth: estimator | parallax
-        # the last window's flows: parallax depth and alignment both need them (see _window_flows)
-        self._flows_key: tuple[torch.Tensor, int] | None = None
-        self._flows: frame_align.WindowFlows | None = None
+        # the last window, its version and its flows: parallax depth and alignment both need
+        # them (see _window_flows)
+        self._last_flows: tuple[torch.Tensor, int, frame_align.WindowFlows] | None = None
 
     # ----------------------------------------------------------------- description
     @property
@@ -409,11 +409,11 @@ class Engine:
         and `restore` (alignment) are called on the same tensor one after the other. The key
         is the tensor itself and its version counter, which in-place writes bump, so a
         reused frame buffer is measured again."""
-        key = self._flows_key
-        if self._flows is None or key is None or key[0] is not frames or key[1] != frames._version:
-            self._flows = frame_align.window_flows(frames, self.window_frames)
-            self._flows_key = (frames, frames._version)
-        return self._flows
+        last = self._last_flows
+        if last is None or last[0] is not frames or last[1] != frames._version:
+            last = (frames, frames._version, frame_align.window_flows(frames, self.window_frames))
+            self._last_flows = last
+        return last[2]
 
     def estimate_depth(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) RGB [0, 1] -> (1, 1, H, W) normalised inverse depth [0, 1], computed on

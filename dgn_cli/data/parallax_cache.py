@@ -32,15 +32,18 @@ from dgn_cli.tensors import centre_index, reflect_index
 CACHE_KEY = "parallax-v1"
 
 
-def window_depth(seq: Sequence, t: int, frames: int) -> np.ndarray | None:
-    """(H, W) float32 [0, 1] parallax depth of frame t from its blurred window, or None."""
+def window_depth(seq: Sequence, t: int, frames: int) -> tuple[np.ndarray, bool]:
+    """((H, W) float32 [0, 1] parallax depth of frame t from its blurred window, whether the
+    window had parallax); without parallax the map is flat at 0."""
     from dgn_cli.parallax_depth import window_parallax_depth
 
     half = centre_index(frames)
     window = [read_rgb01(seq.blur[reflect_index(t + o, len(seq))]) for o in range(-half, half + 1)]
     x = torch.from_numpy(np.concatenate(window, axis=2)).permute(2, 0, 1)[None].float()
     depth = window_parallax_depth(x, frames)
-    return None if depth is None else depth[0, 0].numpy()
+    if depth is None:
+        return np.zeros(window[half].shape[:2], np.float32), False
+    return depth[0, 0].numpy(), True
 
 
 def prepare_parallax_cache(
@@ -60,10 +63,8 @@ def prepare_parallax_cache(
     todo = [(seq, t) for seq, t in todo if not cache.path(seq, "depth_init", t).exists()]
     flat = 0
     for n, (seq, t) in enumerate(todo):
-        depth = window_depth(seq, t, frames)
-        if depth is None:
-            h, w = read_rgb01(seq.blur[t]).shape[:2]
-            depth, flat = np.zeros((h, w), np.float32), flat + 1
+        depth, has_parallax = window_depth(seq, t, frames)
+        flat += not has_parallax
         # atomic: an interrupted run leaves no half-written map for the next run to trust
         write_png(cache.path(seq, "depth_init", t), depth_to_u16(depth))
         if progress is not None:
