@@ -413,6 +413,14 @@ def register(app: typer.Typer) -> None:
                 "same task and widths",
             ),
         ] = None,
+        widen: Annotated[
+            bool | None,
+            recipe_option(
+                "--widen",
+                "--init weights narrower than --widths grow to them, computing the same "
+                "(new channels start near-silent): a flattened campaign goes on wider",
+            ),
+        ] = None,
         resume: Annotated[
             bool, typer.Option("--resume", help="continue the run in --out exactly")
         ] = False,

@@ -67,6 +67,7 @@ class TrainConfig(JsonConfig):
     synth_cache: bool = False  # keep rendered scenes / decoded frames in memory (many epochs)
     val_count: int = 16  # validation images
     init: str | None = None  # weights to start from (fine-tuning): registry name or file
+    widen: bool = False  # init weights narrower than `widths` grow to them (models/widen.py)
     max_zero_fraction: float = 0.2  # stop when more of the weights than this are exactly zero
     # Beyond the paper (defaults = the paper's behaviour; RECIPES["fast"] turns them on):
     recipe: str = "paper"  # the named recipe these values started from (see RECIPES)
@@ -113,6 +114,11 @@ class TrainConfig(JsonConfig):
             raise InputError(
                 "--depth-model parallax reads depth from a window's motion: it needs --task "
                 "video and a folder --data (not 'synth')"
+            )
+        if self.widen and (self.task == "depth" or not self.init):
+            raise InputError(
+                "--widen grows the --init weights of a DGN (image, video, baseline, concat) to "
+                "wider --widths: it needs --init, and the depth estimator cannot be widened"
             )
         if self.extra_data and self.data == "synth":
             raise InputError("--extra-data adds folders to a folder --data, not to 'synth'")

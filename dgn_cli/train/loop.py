@@ -109,7 +109,7 @@ def _train(cfg, run, resume, resume_overrides, on_event, datasets, device, info)
         start = restore(payload, model, optimizer)
         log.truncate_after(start.step)
     elif cfg.init:
-        init_from = load_init_weights(model, cfg.init)
+        init_from = load_init_weights(model, cfg.init, widen=cfg.widen)
     budget = _time_budget(cfg, run, start.wall_time_s)
     start_health = health_record(model)
     check_health(start_health, cfg, start.step, ckpt_path)

@@ -38,20 +38,31 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         raise InputError(f"bad model configuration: {e}") from e
 
 
-def load_init_weights(model: nn.Module, name_or_path: str) -> Path:
+def load_init_weights(model: nn.Module, name_or_path: str, widen: bool = False) -> Path:
     """Start `model` from saved weights (a registry name or a safetensors / .pth file; fine-tuning):
     strict, so a checkpoint of another variant, width or frame count is refused with the first
-    mismatching keys. fp16 files are upcast into the fp32 parameters. Returns the file used."""
+    mismatching keys. `widen`: weights of narrower widths are embedded function-preservingly
+    (models/widen.py) instead of refused. fp16 files are upcast into the fp32 parameters.
+    Returns the file used."""
     from dgn_cli import checkpoints
+    from dgn_cli.models.widen import widen_state_dict
 
     path = checkpoints.resolve_checkpoint(name_or_path)
     state = checkpoints.load_state_dict_file(path)
     state = _image_init_for_video(model, state)
+    if widen:
+        try:
+            state = widen_state_dict(state, model)
+        except ValueError as e:
+            raise CheckpointError(
+                f"--init {path}: {e}; --widen grows weights to wider --widths, never narrower"
+            ) from None
     try:
         checkpoints.load_state_dict_strict(model, state, str(path))
     except CheckpointError as e:
+        hint = "" if widen else " (or narrower ones with --widen)"
         raise CheckpointError(
-            f"--init: {e}; --init needs weights of the same task and widths"
+            f"--init: {e}; --init needs weights of the same task and widths{hint}"
         ) from None
     return path
 
