@@ -74,6 +74,12 @@ def test_dry_runs_of_both_scripts(env, tmp_path):
         assert training["dtype"] == "fp16" and training["time_budget_s"] == 1.0
         assert training["hardware"].startswith("cpu") and training["steps"] >= 1
     assert load_dgn(files["dgn-video.safetensors"]).config.frames == 5
+    # The DGNs continue the shipped weights, grown to wider channels (the depth net starts anew).
+    for name in ("dgn-baseline", "dgn-image", "dgn-video"):
+        recipe = entries[name]["training"]["recipe"]
+        assert recipe["init"] == f"weights/{name}.safetensors" and recipe["widen"]
+        assert load_dgn(files[f"{name}.safetensors"]).config.widths == (20, 40, 80)
+    assert entries["dgn-baseline"]["training"]["recipe"]["lr"] == 3e-4
     bench = json.loads(files["benchmark.json"].read_text())
     rows = {r["name"] for r in bench["gpu"]["quality"]}
     assert "blurry input" in rows and "no depth (baseline)" in rows

@@ -24,6 +24,7 @@ if [ "$DRY" = 1 ]; then
   DGN_W=(--widths 4,8,8 --config blocks_per_scale=1 --config bottom_blocks=1 --config sft_chs=4
          --config baseline_extra_blocks=1 --config baseline_extra_mid_chs=8)
   DEPTH_W=(--widths 4,8)
+  CONT_W=(--widths 20,40,80)  # continue_train: the shipped block counts, the least wider width
   VIDEO=(--crops-per-frame 8)
 else
   # One H200, 16 cores: 14 render workers (1.4 renders/s per core measured on a Xeon, so
@@ -32,10 +33,22 @@ else
   COMMON=(--batch-size 16 --crop 256 --val-count 8 --workers 14 --crops-per-frame 32
           --log-every 50 --precision bf16 --lr 5e-4)
   DGN_W=()
+  CONT_W=()  # continue_train: the paper widths, the shipped weights grown to them
   DEPTH_W=(--widths 16,32,64,128,256 --config input_scale=0.25 --crop 512)  # as shipped
   VIDEO=(--crops-per-frame 96 --val-count 4)   # 5-frame windows render 4.4x slower
 fi
 budget() { if [ "$DRY" = 1 ]; then echo "${DGN_BUDGET:-20}"; else echo "$1"; fi; }
+
+# continue_train NAME TASK SECONDS EXPORT_DIR [extra options]: train() from the shipped
+# weights/NAME.safetensors grown to the run's widths (--init --widen: at the start the wide net
+# computes what the shipped one does, its new channels then learn), EMA 0.995 (a continuation
+# averages from its start at full decay: 0.999 would keep most of the start over ~1000 steps).
+continue_train() {
+  local name=$1 saved=("${DGN_W[@]}")
+  DGN_W=(${CONT_W[@]+"${CONT_W[@]}"})
+  train "$@" --init "weights/$name.safetensors" --widen --ema 0.995
+  DGN_W=(${saved[@]+"${saved[@]}"})
+}
 
 # train NAME TASK SECONDS EXPORT_DIR [extra options]: one budgeted run, fp16 export.
 train() {
