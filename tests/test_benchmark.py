@@ -274,6 +274,21 @@ def test_dataset_run_gives_blurry_first_and_every_ablation_row(models, gopro):
     assert doc["skipped"] == []
 
 
+def test_benchmark_scores_compressed_inputs_when_asked(models, gopro):
+    common = (
+        "--weights", models["dgn"], "--depth-model", models["depth"], "--baseline-weights",
+        "none", "--dataset", "gopro", "--data", str(gopro), "--no-timing",
+    )  # fmt: skip
+    plain = json.loads(invoke(*common, "--json").stdout)
+    packed = json.loads(invoke(*common, "--json", "--jpeg", "30").stdout)
+    assert plain["dataset"]["input_jpeg_quality"] is None
+    assert packed["dataset"]["input_jpeg_quality"] == 30
+    # The blurry row itself is scored on what the models saw: the compressed frames.
+    assert packed["quality"][0]["psnr"] != pytest.approx(plain["quality"][0]["psnr"], abs=0.01)
+    markdown = invoke(*common, "--jpeg", "30", "--markdown").stdout
+    assert "inputs JPEG q30" in markdown
+
+
 def test_dataset_without_depth_or_baseline_estimates_reference_and_notes_the_skip(
     models, gopro, tmp_path
 ):

@@ -176,3 +176,15 @@ def test_two_gloo_processes_agree_on_a_budgeted_run(photos, tmp_path, tiny_train
     summary = json.loads(proc.stdout)
     assert summary["world_size"] == 2 and summary["ranks_in_sync"]
     assert summary["step"] > 0 and summary["wall_time_s"] <= 5.0
+
+
+def test_frame_pool_compresses_its_blurred_crops_when_asked(photos):
+    batches = []
+    for prob in (0.0, 1.0):
+        with FramePool(photos, frames=1, crop=32, size=(128, 64), jpeg_prob=prob) as pool:
+            batches.append(pool.next_batch(4))
+    plain, packed = batches
+    assert torch.equal(plain["sharp"], packed["sharp"])  # the same frames, crops and flips
+    assert not torch.equal(plain["blur"], packed["blur"])
+    assert packed["blur"].dtype == torch.uint8
+    assert (plain["blur"].float() - packed["blur"].float()).abs().mean() < 16  # grey levels

@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from dgn_cli import metrics
+from dgn_cli.data.augment import jpeg_roundtrip
 from dgn_cli.data.datasets import PairedFolderDataset
 from dgn_cli.data.gopro import discover
 from dgn_cli.engine import Engine, build_engine
@@ -206,9 +207,12 @@ class _Item:
     depth: torch.Tensor | None  # (1, 1, H, W) [0, 1] reference depth from the dataset
 
 
-def _load(dataset: PairedFolderDataset, i: int) -> _Item:
+def _load(dataset: PairedFolderDataset, i: int, jpeg: int | None = None) -> _Item:
     item = dataset[i]
     frames = to_unit(item["blur"].unsqueeze(0))
+    if jpeg is not None:  # what a user has: the blurred frames as a camera or encoder saved them
+        hwc = jpeg_roundtrip(frames[0].permute(1, 2, 0).numpy(), jpeg)
+        frames = torch.from_numpy(hwc).permute(2, 0, 1).unsqueeze(0)
     depth = item["depth"].unsqueeze(0) if "depth" in item else None
     return _Item(
         name=dataset.frame_name(i),
@@ -228,8 +232,10 @@ def evaluate(
     baseline: Engine | None = None,
     baseline_note: str | None = None,
     progress: Progress | None = None,
+    jpeg: int | None = None,
 ) -> dict:
-    """Evaluate every row of the module docstring on dataset[indices].
+    """Evaluate every row of the module docstring on dataset[indices]; with `jpeg` every row
+    (the blurry input's too) sees the blurred frames JPEG-compressed at that quality first.
 
     Returns {"quality": [{"name", "psnr", "ssim", "psnr_near", "psnr_middle", "psnr_far",
     "images", "images_near", ...}], "per_image": [{"name", "rows": {row: score}}],
@@ -274,7 +280,7 @@ def evaluate(
     def score_item(i: int) -> dict[str, dict[str, float | None]]:
         """Every row's score of image i, and the depth errors."""
         nonlocal exact_depth
-        item = _load(dataset, i)
+        item = _load(dataset, i, jpeg)
         if item.depth is not None:
             exact_depth += 1
             d_ref = item.depth

@@ -140,7 +140,9 @@ def to_markdown(report: dict) -> str:
         parts += [
             "",
             f"Quality on {ds['kind']} `{ds['root']}` split {ds['split']}, "
-            f"{report['images']} images. {METRICS_NOTE}; {THIRDS_NOTE}.",
+            f"{report['images']} images"
+            + (f", inputs JPEG q{ds['input_jpeg_quality']}" if ds.get("input_jpeg_quality") else "")
+            + f". {METRICS_NOTE}; {THIRDS_NOTE}.",
             "",
             _md_table(*quality_rows(report)),
         ]

@@ -49,6 +49,7 @@ class BenchmarkConfig:
     limit: int | None = None
     ablation: bool = True
     baseline_weights: str = "dgn-baseline"  # "none" skips the baseline row
+    jpeg: int | None = None  # compress the blurred inputs at this JPEG quality first
 
     @property
     def quality_hint(self) -> str | None:
@@ -158,6 +159,7 @@ def _evaluate(engine: Engine, cfg: BenchmarkConfig, progress: StageProgress | No
         baseline=baseline,
         baseline_note=note,
         progress=tick,
+        jpeg=cfg.jpeg,
     )
     root = cfg.data_root if cfg.data_root is not None else bq.DEFAULT_SYNTH_ROOT
     result["dataset"] = {
@@ -168,6 +170,7 @@ def _evaluate(engine: Engine, cfg: BenchmarkConfig, progress: StageProgress | No
         "size": len(ds),
         "limit": cfg.limit,
         "indices": indices,
+        "input_jpeg_quality": cfg.jpeg,
         "reference_depth": result["reference_depth"],
         "metrics": report_fmt.METRICS_NOTE,
         "thirds": report_fmt.THIRDS_NOTE,

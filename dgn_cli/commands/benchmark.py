@@ -89,6 +89,8 @@ def _print_human(report: dict, per_image: bool) -> None:
     if report.get("quality"):
         ds = report["dataset"]
         title = f"quality: {ds['kind']} {ds['root']} ({ds['split']}, {report['images']} images)"
+        if ds.get("input_jpeg_quality"):
+            title += f", inputs JPEG q{ds['input_jpeg_quality']}"
         out.print(_rich_table(title, *report_fmt.quality_rows(report)))
         out.print(f"[dim]{report_fmt.METRICS_NOTE}; {report_fmt.THIRDS_NOTE}[/]")
         line = report_fmt.depth_error_line(report)
@@ -161,6 +163,16 @@ def register(app: typer.Typer) -> None:
                 help="no-depth baseline checkpoint (registry name or path; 'none' skips it)",
             ),
         ] = "dgn-baseline",
+        jpeg: Annotated[
+            int | None,
+            typer.Option(
+                "--jpeg",
+                min=1,
+                max=100,
+                help="compress the blurred inputs as JPEG of this quality first (real inputs are "
+                "compressed: how much of the gain survives)",
+            ),
+        ] = None,
         per_image: Annotated[
             bool, typer.Option("--per-image", help="also print PSNR/SSIM of every image")
         ] = False,
@@ -198,6 +210,7 @@ def register(app: typer.Typer) -> None:
             limit=limit,
             ablation=ablation,
             baseline_weights=baseline_weights,
+            jpeg=jpeg,
         )
         cfg.check_dataset()  # everything the quality part needs, before minutes of timing
         show = not (quiet or as_json or markdown)

@@ -413,6 +413,14 @@ def register(app: typer.Typer) -> None:
                 "same task and widths",
             ),
         ] = None,
+        jpeg: Annotated[
+            float | None,
+            recipe_option(
+                "--jpeg",
+                "share of training inputs passed through JPEG (quality 60-95), so the net "
+                "learns what compression artefacts are instead of sharpening them",
+            ),
+        ] = None,
         widen: Annotated[
             bool | None,
             recipe_option(

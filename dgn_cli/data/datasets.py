@@ -25,6 +25,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from dgn_cli.data.augment import (
     Geometric,
     add_noise,
+    maybe_jpeg,
     random_crop_box,
     to_tensor_01,
     to_tensor_pm1,
@@ -65,7 +66,8 @@ class SynthDataset(Dataset):
     Item i renders sequence `sample_seed(seed, i)` (the same scene `dgn data synth --seed seed`
     writes as sequence i). With augment=True it applies the same flips / +-90 degree rotation
     to blur, sharp and depth, drawn from (seed, i, epoch): a cached scene is seen with another
-    augmentation every epoch. `size` is a side (square scenes) or (width, height).
+    augmentation every epoch. `size` is a side (square scenes) or (width, height). With
+    `jpeg_prob` > 0 that share of the augmented blurred inputs is JPEG-compressed (`maybe_jpeg`).
     No extra noise is added: the renderer already put Gaussian noise (cfg.noise_sigma, 0.01 by
     default) on the blurred frames, and adding it again would double it.
     """
@@ -80,9 +82,11 @@ class SynthDataset(Dataset):
         augment: bool = True,
         cfg: SynthConfig | None = None,
         cache: bool = False,
+        jpeg_prob: float = 0.0,
     ):
         _check_frames(frames)
         self.bank = PhotoBank(photos_dir)
+        self.jpeg_prob = float(jpeg_prob)
         self.length, self.frames = int(length), frames
         self.width, self.height = (size, size) if isinstance(size, int) else map(int, size)
         self.seed, self.augment, self.epoch = int(seed), augment, 0
@@ -118,10 +122,10 @@ class SynthDataset(Dataset):
             raise IndexError(i)
         blur, sharp, depth = self._render(i)
         if self.augment:
-            geo = Geometric.draw(
-                _rng(self.seed, i, self.epoch, 0xA06), square=self.width == self.height
-            )
+            rng = _rng(self.seed, i, self.epoch, 0xA06)
+            geo = Geometric.draw(rng, square=self.width == self.height)
             blur, sharp, depth = geo(blur), geo(sharp), geo(depth)
+            blur = maybe_jpeg(blur, rng, self.jpeg_prob)
         return {
             "blur": to_tensor_pm1(blur.astype(np.float32) / 255.0),
             "sharp": to_tensor_pm1(sharp.astype(np.float32) / 255.0),
@@ -152,7 +156,8 @@ class PairedFolderDataset(Dataset):
     Item i is frame t of one sequence; with frames = 5 its input is frames t-2..t+2 of that
     sequence (reflected at the ends: t = 0 uses 2, 1, 0, 1, 2). With `crop` the same random
     crop x crop window is taken from every map; with augment=True the same flips / +-90 degree
-    rotation follow, then Gaussian noise (sigma `noise_sigma`) on the blurred frames only;
+    rotation follow, then Gaussian noise (sigma `noise_sigma`) on the blurred frames only, then
+    JPEG compression of a `jpeg_prob` share of them (`maybe_jpeg`);
     noise_sigma=None (auto) is the paper's 0.01, or 0 for a split rendered by `dgn data synth`
     (its synth.json says the renderer already added noise; adding more would double it).
     All of it is drawn from (seed, i, epoch); call `set_epoch` each epoch. crop=None returns
@@ -184,9 +189,11 @@ class PairedFolderDataset(Dataset):
         cache_frames: bool = False,
         crop_bias: float = 0.0,
         parallax_depth: bool = False,
+        jpeg_prob: float = 0.0,
     ):
         _check_frames(frames)
         self.root = Path(root)
+        self.jpeg_prob = float(jpeg_prob)
         self.crop_bias = float(crop_bias)
         self.split, self.frames, self.crop = split, frames, crop
         if noise_sigma is None:
@@ -314,6 +321,7 @@ class PairedFolderDataset(Dataset):
             maps = {k: geo(m) for k, m in maps.items()}
             if self.noise_sigma > 0:
                 maps["blur"] = add_noise(maps["blur"], rng, self.noise_sigma)
+            maps["blur"] = maybe_jpeg(maps["blur"], rng, self.jpeg_prob)  # after noise, as a camera
         out = {"blur": to_tensor_pm1(maps["blur"]), "sharp": to_tensor_pm1(maps["sharp"])}
         for key in ("depth", "depth_init"):
             if key in maps:

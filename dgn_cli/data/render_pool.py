@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import torch
 
-from dgn_cli.data.augment import Geometric, random_crop_box
+from dgn_cli.data.augment import Geometric, maybe_jpeg, random_crop_box
 from dgn_cli.data.synth import PhotoBank, SynthConfig, camera_config, render_sequence, sample_seed
 from dgn_cli.errors import InputError
 from dgn_cli.tensors import centre_index
@@ -89,6 +89,7 @@ class FramePool:
         crop_bias: float = 1.0,
         augment: bool = True,
         start_index: int = 0,
+        jpeg_prob: float = 0.0,
     ):
         if crop > min(size):
             raise InputError(f"--crop {crop} is larger than the {size[0]}x{size[1]} frames")
@@ -97,6 +98,7 @@ class FramePool:
         self.size, self.workers = (int(size[0]), int(size[1])), int(workers)
         self.cfg = asdict(camera_config(camera))
         self.crops_per_frame, self.crop_bias, self.augment = crops_per_frame, crop_bias, augment
+        self.jpeg_prob = float(jpeg_prob)  # share of blurred crops JPEG-compressed (maybe_jpeg)
         self.pool: collections.deque = collections.deque(maxlen=max(1, pool_frames))
         self.next_index = int(start_index)  # the next scene index to render
         self.frames_received = 0
@@ -182,6 +184,7 @@ class FramePool:
             if self.augment:
                 geo = Geometric.draw(rng, square=True)
                 crops = [geo(m) for m in crops]
+                crops[0] = maybe_jpeg(crops[0], rng, self.jpeg_prob)
             blur[b], sharp[b], depth[b, ..., 0] = crops
         self.crops_drawn += batch_size
         return {

@@ -78,6 +78,7 @@ class TrainConfig(JsonConfig):
     warmup: float = 0.0  # cosine schedule: warm-up length, fraction of the steps
     ema: float = 0.0  # decay of the exponential moving average exported (0 = off)
     crop_bias: float = 0.0  # folder data: > 0 samples crops towards blur (extent/ maps)
+    jpeg: float = 0.0  # share of training inputs JPEG-compressed (quality 60-95; augment.py)
     grad_clip: float = 0.0  # clip the global gradient norm to this (0 = off)
     divergence: float = 0.0  # stop when the logged loss stays above this x its best (0 = off)
     # Budgeted runs and whole-frame synthetic data (train/budget.py, data/render_pool.py):
@@ -103,6 +104,8 @@ class TrainConfig(JsonConfig):
             raise InputError(f"unknown synth render {self.synth_render!r}; choose scene or frame")
         if self.time_budget < 0:
             raise InputError(f"--time-budget must be positive, got {self.time_budget}")
+        if not 0 <= self.jpeg <= 1:
+            raise InputError(f"--jpeg is a probability in [0, 1], got {self.jpeg}")
         if not 0 <= self.ema < 1:
             raise InputError(f"--ema must be in [0, 1), got {self.ema}")
         for name in ("steps", "batch_size", "crop", "synth_length", "crops_per_frame"):

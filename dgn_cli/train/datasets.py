@@ -67,6 +67,7 @@ def build_datasets(
             seed=cfg.seed,
             cfg=synth_cfg,
             cache=cfg.synth_cache,
+            jpeg_prob=cfg.jpeg,
         )
         val_set = data.SynthDataset(
             photos,
@@ -110,6 +111,7 @@ def build_datasets(
             seed=cfg.seed + k,  # each folder its own crops and augmentation
             cache_frames=cfg.synth_cache,
             crop_bias=cfg.crop_bias,
+            jpeg_prob=cfg.jpeg,
             **own,
         )
 
@@ -154,4 +156,5 @@ def build_frame_pool(
         crops_per_frame=cfg.crops_per_frame,
         crop_bias=cfg.crop_bias,
         start_index=start_step * cfg.batch_size,
+        jpeg_prob=cfg.jpeg,
     )
