@@ -126,6 +126,12 @@ def setup_line(report: dict) -> str:
     return ", ".join(parts)
 
 
+def inputs_note(dataset: dict) -> str:
+    """ ", inputs JPEG qN" when the report's inputs were compressed first (`--jpeg N`), else ""."""
+    quality = dataset.get("input_jpeg_quality")
+    return f", inputs JPEG q{quality}" if quality else ""
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -140,9 +146,7 @@ def to_markdown(report: dict) -> str:
         parts += [
             "",
             f"Quality on {ds['kind']} `{ds['root']}` split {ds['split']}, "
-            f"{report['images']} images"
-            + (f", inputs JPEG q{ds['input_jpeg_quality']}" if ds.get("input_jpeg_quality") else "")
-            + f". {METRICS_NOTE}; {THIRDS_NOTE}.",
+            f"{report['images']} images{inputs_note(ds)}. {METRICS_NOTE}; {THIRDS_NOTE}.",
             "",
             _md_table(*quality_rows(report)),
         ]

@@ -88,9 +88,10 @@ def _print_human(report: dict, per_image: bool) -> None:
     out.print(_rich_table("size, compute and time per frame", *report_fmt.speed_rows(report)))
     if report.get("quality"):
         ds = report["dataset"]
-        title = f"quality: {ds['kind']} {ds['root']} ({ds['split']}, {report['images']} images)"
-        if ds.get("input_jpeg_quality"):
-            title += f", inputs JPEG q{ds['input_jpeg_quality']}"
+        title = (
+            f"quality: {ds['kind']} {ds['root']} ({ds['split']}, {report['images']} images)"
+            f"{report_fmt.inputs_note(ds)}"
+        )
         out.print(_rich_table(title, *report_fmt.quality_rows(report)))
         out.print(f"[dim]{report_fmt.METRICS_NOTE}; {report_fmt.THIRDS_NOTE}[/]")
         line = report_fmt.depth_error_line(report)

@@ -44,10 +44,9 @@ budget() { if [ "$DRY" = 1 ]; then echo "${DGN_BUDGET:-20}"; else echo "$1"; fi;
 # computes what the shipped one does, its new channels then learn), EMA 0.995 (a continuation
 # averages from its start at full decay: 0.999 would keep most of the start over ~1000 steps).
 continue_train() {
-  local name=$1 saved=("${DGN_W[@]}")
-  DGN_W=(${CONT_W[@]+"${CONT_W[@]}"})
+  # a local DGN_W is what train() sees (bash scopes dynamically) and ends with this call
+  local name=$1 DGN_W=(${CONT_W[@]+"${CONT_W[@]}"})
   train "$@" --init "weights/$name.safetensors" --widen --ema 0.995
-  DGN_W=(${saved[@]+"${saved[@]}"})
 }
 
 # train NAME TASK SECONDS EXPORT_DIR [extra options]: one budgeted run, fp16 export.
