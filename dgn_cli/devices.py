@@ -12,10 +12,12 @@ Rules:
   (`local_rank` given) "auto" and a bare "cuda" mean this rank's GPU.
 - "auto" precision is the fastest MEASURED precision for the hardware: bf16 on CUDA GPUs that
   support it (compute capability >= 8.0) and on CPUs with AMX tiles; fp32 everywhere else
-  (older GPUs, MPS, other CPUs). CPUs with AVX512-BF16 but no AMX get fp32: measured on such
-  a Xeon (torch 2.13, 2 threads), the DGN at 1280x720 ran 1.26x SLOWER in bf16 autocast than
-  in fp32 (median of 4 paired runs; single 3x3 convs 1.1-1.8x slower), so bf16 there would
-  cost accuracy and buy nothing. On an AMX Xeon bf16 trained 3x faster than fp32.
+  (older GPUs, MPS, other CPUs). CPUs with AVX512-BF16 but no AMX differ, so there "auto"
+  times one 3x3 convolution in both precisions once per process and takes bf16 only when it
+  is >= 1.2x faster: on such a Xeon (torch 2.13, 2 threads) the DGN at 1280x720 ran 1.26x
+  SLOWER in bf16 autocast (single 3x3 convs 1.1-1.8x slower), while on an AMD EPYC with
+  AVX512-BF16 single convs ran 3x FASTER and training 1.9x faster (one thread). On an AMX Xeon
+  bf16 trained 3x faster than fp32.
 - An explicit precision is obeyed, the same rule for inference and training: bf16 on a CPU
   without native bf16 instructions runs (PyTorch emulates it: correct but slow) and
   `precision_warning` says so; bf16 on a CUDA GPU without bf16 is a `DeviceError` (cuDNN has
@@ -32,8 +34,10 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
+import time
 from enum import StrEnum
 
 import torch
@@ -113,9 +117,40 @@ def cpu_bf16_support() -> str | None:
 
 
 def cpu_supports_bf16() -> bool:
-    """True on CPUs whose bf16 matrix math beats fp32: those with AMX tiles (see the module
-    docstring for why AVX512-BF16 alone does not count)."""
-    return cpu_bf16_support() == "amx"
+    """True on CPUs whose bf16 matrix math beats fp32: those with AMX tiles, and those with
+    AVX512-BF16 where a short timing says so (see the module docstring)."""
+    support = cpu_bf16_support()
+    return support == "amx" or (support == "avx512_bf16" and cpu_bf16_measured_faster())
+
+
+# bf16 must beat fp32 by this much to be chosen: it costs accuracy, and a closer call is noise.
+BF16_MIN_SPEEDUP = 1.2
+
+
+@functools.cache
+def cpu_bf16_measured_faster() -> bool:
+    """Whether a 3x3 convolution (32 -> 32 channels, 96x96, the DGN's typical layer) runs at
+    least BF16_MIN_SPEEDUP times faster in bf16 autocast than in fp32 on this CPU, at the
+    process's thread count. Measured once per process (~0.1-0.3 s)."""
+    return _conv_speedup_bf16() >= BF16_MIN_SPEEDUP
+
+
+def _conv_speedup_bf16(trials: int = 7, reps: int = 4) -> float:
+    """fp32 time / bf16 time of the probe convolution, median of paired `trials`."""
+    gen = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    x = torch.randn(1, 32, 96, 96, generator=gen)
+
+    def run(bf16: bool) -> float:
+        start = time.perf_counter()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for _ in range(reps):
+                conv(x)
+        return time.perf_counter() - start
+
+    run(False), run(True)  # first calls pick and pack kernels
+    ratios = sorted(run(False) / max(run(True), 1e-9) for _ in range(trials))
+    return ratios[len(ratios) // 2]
 
 
 def resolve_precision(
@@ -156,10 +191,10 @@ def precision_warning(device: torch.device, dtype: torch.dtype) -> str | None:
             "this CPU has no native bf16 instructions: bf16 runs emulated (correct but slow); "
             "--precision auto picks fp32 here"
         )
-    if dtype == torch.bfloat16 and support != "amx":
+    if dtype == torch.bfloat16 and support != "amx" and not cpu_bf16_measured_faster():
         return (
-            "bf16 without AMX measured slower than fp32 on this kind of CPU "
-            "(--precision auto picks fp32)"
+            "bf16 measured no faster than fp32 on this CPU (AVX512-BF16 without AMX; "
+            "--precision auto picks fp32)"
         )
     if dtype == torch.float16:
         return (

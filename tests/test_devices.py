@@ -7,11 +7,15 @@ from dgn_cli import devices
 from dgn_cli.errors import DeviceError
 
 
-def test_auto_precision_on_cpu_needs_amx(monkeypatch):
+def test_auto_precision_on_cpu_follows_amx_or_the_timing(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(devices, "cpu_bf16_measured_faster", lambda: False)
     assert devices.resolve_precision(cpu, "auto") == torch.float32  # bf16 measured slower here
+    monkeypatch.setattr(devices, "cpu_bf16_measured_faster", lambda: True)
+    assert devices.resolve_precision(cpu, "auto") == torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_bf16_measured_faster", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert devices.resolve_precision(cpu, "auto") == torch.bfloat16
     assert devices.resolve_precision(cpu, "fp32") == torch.float32
@@ -34,16 +38,46 @@ def test_one_precision_rule_for_inference_and_training(monkeypatch):
 
 
 def test_auto_precision_is_the_measured_fastest(monkeypatch):
-    """AMX -> bf16; AVX512-BF16 without AMX -> fp32 (measured slower); AVX2 only -> fp32."""
+    """AMX -> bf16; AVX512-BF16 without AMX -> whatever the timing says; AVX2 only -> fp32."""
     cpu = torch.device("cpu")
-    for support, expected in (
-        ("amx", torch.bfloat16),
-        ("avx512_bf16", torch.float32),
-        (None, torch.float32),
+    for support, faster, expected in (
+        ("amx", False, torch.bfloat16),
+        ("avx512_bf16", False, torch.float32),  # a Xeon: bf16 measured slower
+        ("avx512_bf16", True, torch.bfloat16),  # an AMD EPYC: bf16 measured 3x faster
+        (None, True, torch.float32),
     ):
         monkeypatch.setattr(devices, "cpu_bf16_support", lambda s=support: s)
+        monkeypatch.setattr(devices, "cpu_bf16_measured_faster", lambda f=faster: f)
         assert devices.resolve_precision(cpu, "auto") == expected
         assert devices.resolve_precision(cpu, "auto", training=True) == expected
+        warning = devices.precision_warning(cpu, torch.bfloat16)
+        # an explicit bf16 is warned about exactly where auto would not pick it
+        assert (warning is None) == (expected == torch.bfloat16)
+
+
+def test_bf16_timing_is_measured_once_and_gated(monkeypatch):
+    """The probe's speed-up decides against a 1.2x bar, and runs once per process."""
+    calls = []
+
+    def speedup(value):
+        def probe():
+            calls.append(value)
+            return value
+
+        return probe
+
+    for value, faster in ((3.0, True), (1.1, False), (0.8, False)):
+        devices.cpu_bf16_measured_faster.cache_clear()
+        monkeypatch.setattr(devices, "_conv_speedup_bf16", speedup(value))
+        assert devices.cpu_bf16_measured_faster() is faster
+        assert devices.cpu_bf16_measured_faster() is faster
+    assert calls == [3.0, 1.1, 0.8]
+    devices.cpu_bf16_measured_faster.cache_clear()
+
+
+def test_bf16_probe_times_real_convolutions():
+    ratio = devices._conv_speedup_bf16(trials=1, reps=1)
+    assert 0 < ratio < 1000
 
 
 def test_cpu_autocast_context():

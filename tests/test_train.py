@@ -251,14 +251,15 @@ def test_a_depth_net_trained_scale_invariant_is_read_relative(tmp_path):
 
 
 def test_bf16_autocast_on_a_cpu_that_supports_it(tmp_path):
-    from dgn_cli.devices import cpu_bf16_support, resolve_precision
+    from dgn_cli.devices import cpu_bf16_support, cpu_supports_bf16, resolve_precision
 
     support = cpu_bf16_support()
     if support is None:
         pytest.skip("this CPU has no native bf16")
     cpu = torch.device("cpu")
-    expected = torch.bfloat16 if support == "amx" else torch.float32  # AVX512-BF16: slower
-    assert resolve_precision(cpu, "auto", training=True) == expected
+    assert resolve_precision(cpu, "auto", training=True) == (
+        torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    )
     assert resolve_precision(cpu, "fp32", training=True) == torch.float32
     c = cfg(steps=2)
     summary = train(c, run(tmp_path, precision="bf16"), datasets=data(c))
