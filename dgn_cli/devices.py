@@ -192,7 +192,7 @@ def precision_warning(device: torch.device, dtype: torch.dtype) -> str | None:
             "this CPU has no native bf16 instructions: bf16 runs emulated (correct but slow); "
             "--precision auto picks fp32 here"
         )
-    if dtype == torch.bfloat16 and support != "amx" and not cpu_bf16_measured_faster():
+    if dtype == torch.bfloat16 and not cpu_supports_bf16():  # the rule auto follows
         return (
             "bf16 measured no faster than fp32 on this CPU (AVX512-BF16 without AMX; "
             "--precision auto picks fp32)"
