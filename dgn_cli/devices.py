@@ -13,11 +13,11 @@ Rules:
 - "auto" precision is the fastest MEASURED precision for the hardware: bf16 on CUDA GPUs that
   support it (compute capability >= 8.0) and on CPUs with AMX tiles; fp32 everywhere else
   (older GPUs, MPS, other CPUs). CPUs with AVX512-BF16 but no AMX differ, so there "auto"
-  times one 3x3 convolution in both precisions once per process and takes bf16 only when it
-  is >= 1.2x faster: on such a Xeon (torch 2.13, 2 threads) the DGN at 1280x720 ran 1.26x
-  SLOWER in bf16 autocast (single 3x3 convs 1.1-1.8x slower), while on an AMD EPYC with
-  AVX512-BF16 single convs ran 3x FASTER and training 1.9x faster (one thread). On an AMX Xeon
-  bf16 trained 3x faster than fp32.
+  times one 3x3 convolution in both precisions on one thread (a busy core skews a threaded
+  timing) once per process and takes bf16 only when it is >= 1.2x faster: on such a Xeon
+  (torch 2.13, 2 threads) the DGN at 1280x720 ran 1.26x SLOWER in bf16 autocast (single 3x3
+  convs 1.1-1.8x slower), while on an AMD EPYC with AVX512-BF16 single convs ran 3x FASTER and
+  training 1.9x faster (one thread). On an AMX Xeon bf16 trained 3x faster than fp32.
 - An explicit precision is obeyed, the same rule for inference and training: bf16 on a CPU
   without native bf16 instructions runs (PyTorch emulates it: correct but slow) and
   `precision_warning` says so; bf16 on a CUDA GPU without bf16 is a `DeviceError` (cuDNN has
@@ -130,13 +130,26 @@ BF16_MIN_SPEEDUP = 1.2
 @functools.cache
 def cpu_bf16_measured_faster() -> bool:
     """Whether a 3x3 convolution (32 -> 32 channels, 96x96, the DGN's typical layer) runs at
-    least BF16_MIN_SPEEDUP times faster in bf16 autocast than in fp32 on this CPU, at the
-    process's thread count. Measured once per process (~0.2-0.5 s on 2 cores)."""
+    least BF16_MIN_SPEEDUP times faster in bf16 autocast than in fp32 on this CPU, timed on
+    one thread. Measured once per process (~0.3-0.6 s)."""
     return _conv_speedup_bf16() >= BF16_MIN_SPEEDUP
 
 
 def _conv_speedup_bf16(trials: int = 7, reps: int = 4) -> float:
-    """fp32 time / bf16 time of the probe convolution, median of paired `trials`."""
+    """fp32 time / bf16 time of the probe convolution on one thread, median of paired
+    `trials`; the process's thread count is restored afterwards."""
+    # One thread: the choice is about the CPU's kernels, and on a busy machine a multi-threaded
+    # probe times the wait for the busiest core instead (2 threads beside one training process
+    # on a 2-core EPYC read 0.8x and 1.6x in two calls; one thread read 1.6x, 2.7x idle).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _time_conv_speedup(trials, reps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _time_conv_speedup(trials: int, reps: int) -> float:
     # its own generator: the probe must not move the global RNG a seeded run draws from
     gen = torch.Generator().manual_seed(0)
     weight = torch.randn(32, 32, 3, 3, generator=gen) * 0.05

@@ -84,6 +84,24 @@ def test_bf16_probe_times_real_convolutions_without_touching_the_global_rng():
     assert torch.equal(torch.rand(3), expected)  # a seeded run draws the same numbers
 
 
+def test_bf16_probe_times_one_thread_and_restores_the_thread_count(monkeypatch):
+    seen = []
+
+    def timed(trials, reps):
+        seen.append(torch.get_num_threads())
+        return 2.0
+
+    monkeypatch.setattr(devices, "_time_conv_speedup", timed)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert devices._conv_speedup_bf16() == 2.0
+        assert seen == [1]  # timed on one thread: a busy core cannot skew it
+        assert torch.get_num_threads() == 2  # the caller's threads are back
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cpu_autocast_context():
     x = torch.randn(1, 3, 8, 8)
     conv = torch.nn.Conv2d(3, 3, 3)
