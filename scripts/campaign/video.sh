@@ -10,7 +10,7 @@
 # for each. Ship (scripts/gpu/install.py DATA/video-stretch/NAME/weights dgn-video) only when
 # it beats the shipped weights on the lossless split.
 # Needs `bash scripts/campaign/data.sh DATA` (DATA/synth-hh-video, DATA/synth-video). The
-# parallax cache (DATA/parallax-cache) is filled on the first run (~2 min on one core).
+# parallax cache (DATA/parallax-cache) is filled on the first run (2-11 min on one core).
 # Two runs side by side: NAME=a ... & NAME=b ... --jpeg 0.3 & (stretch 13), one thread each
 # (OMP_NUM_THREADS=1 is the default here); start the second once the first has filled the cache.
 # A dry run: LIMIT=1 bash scripts/campaign/video.sh DATA 20 1 (point DATA at a folder of links).
