@@ -42,8 +42,9 @@ bench() {  # bench WEIGHTS OUT [--jpeg Q]: the video split, JSON to OUT (written
     --no-timing --no-ablation --weights "$weights" --json "$@" >"$out.part"
   mv "$out.part" "$out"
 }
-# The shipped weights' numbers are kept per checkpoint (named by its hash) and limit, so runs
-# side by side and later runs on this machine measure them once.
+# The shipped weights' numbers are kept per checkpoint (named by its hash) and limit: a run that
+# finds them measured skips them (a later run, or the second of two side by side once the first
+# has written them; two that reach this point together both measure).
 tag=$(sha256sum "$SHIPPED" | cut -c1-12)-$LIMIT
 for q in lossless "$JPEG"; do
   jpeg=(); [ "$q" = lossless ] || jpeg=(--jpeg "$q")
