@@ -21,22 +21,24 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from dgn_cli import checkpoints, registry  # noqa: E402
+from dgn_cli.fsutil import atomic_path  # noqa: E402
 
 
 def _member(folder: Path, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(manifest entry, tensors) of one run's export, checked against its sha256."""
+    """(manifest entry, tensors as stored) of one run's export, checked against its sha256."""
     entry = registry.load_manifest(folder / registry.MANIFEST_NAME).get(name)
     if entry is None:
         raise SystemExit(f"{folder}: no manifest entry {name!r}")
     path = folder / (entry.source.local_name or f"{name}.safetensors")
     if checkpoints.sha256_file(path) != entry.sha256:
         raise SystemExit(f"{path}: sha256 does not match its manifest entry")
-    return entry.to_dict(), checkpoints.load_state_dict_file(path)
+    return entry.to_dict(), load_file(path)
 
 
 def average(members: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -73,13 +75,11 @@ def make_soup(out: Path, folders: list[Path], name: str) -> dict:
                              f"{folders[0]}")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.safetensors"
-    model = checkpoints.load_dgn(folders[0] / first["source"]["file"])
-    model.load_state_dict({k: v.float() for k, v in average(list(tensors)).items()})
-    dtype = next(iter(tensors[0].values())).dtype
+    # the first member's metadata (architecture config, recipe) describes the soup as well
     meta = checkpoints.read_metadata(folders[0] / first["source"]["file"])
-    meta = {k: v for k, v in meta.items() if k not in (checkpoints.CONFIG_KEY, "format")}
     meta["soup_of"] = json.dumps([e["sha256"] for e in entries])
-    checkpoints.save_dgn(model, path, metadata=meta, dtype=dtype)
+    with atomic_path(path) as tmp:
+        save_file(average(list(tensors)), str(tmp), metadata=meta)
     training = first["training"]
     recipe = training.get("recipe", {})
     members = [
