@@ -30,15 +30,16 @@ from dgn_cli import checkpoints, registry  # noqa: E402
 from dgn_cli.fsutil import atomic_path  # noqa: E402
 
 
-def _member(folder: Path, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(manifest entry, tensors as stored) of one run's export, checked against its sha256."""
+def _member(folder: Path, name: str) -> tuple[dict, Path, dict[str, torch.Tensor]]:
+    """(manifest entry, file, tensors as stored) of one run's export, checked against its
+    sha256."""
     entry = registry.load_manifest(folder / registry.MANIFEST_NAME).get(name)
     if entry is None:
         raise SystemExit(f"{folder}: no manifest entry {name!r}")
     path = folder / (entry.source.local_name or f"{name}.safetensors")
     if checkpoints.sha256_file(path) != entry.sha256:
         raise SystemExit(f"{path}: sha256 does not match its manifest entry")
-    return entry.to_dict(), load_file(path)
+    return entry.to_dict(), path, load_file(path)
 
 
 def average(members: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -65,7 +66,7 @@ def average(members: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 def make_soup(out: Path, folders: list[Path], name: str) -> dict:
     """Write OUT/NAME.safetensors and its manifest entry; return the entry."""
-    entries, tensors = zip(*(_member(f, name) for f in folders), strict=True)
+    entries, files, tensors = zip(*(_member(f, name) for f in folders), strict=True)
     first = entries[0]
     for folder, entry in zip(folders[1:], entries[1:], strict=True):
         if (entry["kind"], entry["architecture"], entry["config"]) != (
@@ -76,26 +77,24 @@ def make_soup(out: Path, folders: list[Path], name: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.safetensors"
     # the first member's metadata (architecture config, recipe) describes the soup as well
-    meta = checkpoints.read_metadata(folders[0] / first["source"]["file"])
+    meta = checkpoints.read_metadata(files[0])
     meta["soup_of"] = json.dumps([e["sha256"] for e in entries])
     with atomic_path(path) as tmp:
         save_file(average(list(tensors)), str(tmp), metadata=meta)
     training = first["training"]
     recipe = training.get("recipe", {})
-    members = [
-        {
+    members = []
+    for e in entries:
+        own = e["training"].get("recipe", {})
+        members.append({
             "sha256": e["sha256"],
             "steps": e["training"].get("steps"),
             "wall_time_s": e["training"].get("wall_time_s"),
             "metrics": e["training"].get("metrics", {}),
             # what this member's recipe changed from the first member's (seed, --jpeg, ...)
-            "recipe": {
-                k: v for k, v in e["training"].get("recipe", {}).items() if recipe.get(k) != v
-            }
-            | {"seed": e["training"].get("recipe", {}).get("seed")},
-        }
-        for e in entries
-    ]
+            "recipe": {k: v for k, v in own.items() if recipe.get(k) != v}
+            | {"seed": own.get("seed")},
+        })  # fmt: skip
     entry = {
         **first,
         "source": {"file": path.name},
