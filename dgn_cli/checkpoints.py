@@ -35,15 +35,15 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import nn
 
 from dgn_cli.errors import CheckpointError
-from dgn_cli.fsutil import atomic_path
 from dgn_cli.models.depth import DepthEstimator, SmallDepthConfig, SmallDepthNet
 from dgn_cli.models.depth.estimator import DEPTH_ARCHITECTURES, detect_architecture
 from dgn_cli.models.dgn import DGN, DGNConfig
 from dgn_cli.registry import Entry, add_manifest_entry, get_entry, load_manifest, local_dirs
+from dgn_cli.safetensors_file import write_safetensors
 
 __all__ = [
     "CONFIG_KEY",
@@ -562,9 +562,7 @@ def save_dgn(
         k: (v.to(dtype) if dtype is not None else v).detach().contiguous().cpu()
         for k, v in model.state_dict().items()
     }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return Path(path)
+    return write_safetensors(tensors, path, meta)
 
 
 def load_dgn(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> DGN:
@@ -597,9 +595,7 @@ def save_depth_net(
         **{k: str(v) for k, v in (metadata or {}).items()},
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return Path(path)
+    return write_safetensors(tensors, path, meta)
 
 
 # architecture name (manifest) -> (constructor, DepthEstimator adapter kind)

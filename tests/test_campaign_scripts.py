@@ -88,6 +88,12 @@ def test_soup_is_the_mean_of_its_members_and_installs(tmp_path):
     assert moved > 0  # the seeds made different members, so the mean is a new model
 
     entry = json.loads((tmp_path / "soup" / "manifest.json").read_text())["entries"][0]
+    again = _soup(tmp_path / "again", a, b)  # a rerun reproduces the recorded file exactly
+    assert again.returncode == 0, again.stderr
+    assert (
+        json.loads((tmp_path / "again" / "manifest.json").read_text())["entries"][0]["sha256"]
+        == entry["sha256"]
+    )
     members = entry["training"]["soup"]["members"]
     assert [m["recipe"]["seed"] for m in members] == [1, 2]
     assert entry["training"]["steps"] == 2 and entry["config"]["widths"] == [4, 8, 8]

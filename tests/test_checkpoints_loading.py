@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dgn_cli.checkpoints import (
@@ -12,6 +12,7 @@ from dgn_cli.checkpoints import (
     load_dgn,
     load_state_dict_file,
     load_state_dict_strict,
+    read_metadata,
     save_depth_net,
     save_dgn,
 )
@@ -21,6 +22,7 @@ from dgn_cli.models.depth import (
     DepthEstimator,
     MegaDepthHourglass,
 )
+from dgn_cli.safetensors_file import write_safetensors
 
 
 def _tiny() -> nn.Module:
@@ -142,3 +144,26 @@ def test_an_unknown_network_is_refused(tmp_path):
     torch.save(_tiny().state_dict(), path)
     with pytest.raises(CheckpointError, match="not a depth checkpoint this tool knows"):
         load_depth_estimator(path)
+
+
+def test_saving_the_same_weights_twice_gives_the_same_bytes(tmp_path, tiny_config):
+    # safetensors writes its metadata map in a random order (its issue #584): without the
+    # canonical header, the published sha256 of a checkpoint could not be reproduced
+    model = DGN(tiny_config()).eval()
+    meta = {f"key{i}": str(i) for i in range(8)} | {"recipe": '{"crop": 160, "note": "é \\"q\\""}'}
+    files = [save_dgn(model, tmp_path / f"{i}.safetensors", meta) for i in range(4)]
+    assert len({f.read_bytes() for f in files}) == 1
+    assert read_metadata(files[0]) == {**meta, "dgn_config": model.config.to_json(), "format": "pt"}
+    assert load_dgn(files[0]).config == model.config
+
+
+def test_the_canonical_header_keeps_the_data_aligned_and_readable(tmp_path):
+    tensors = {"b": torch.arange(3, dtype=torch.float16), "a": torch.ones(2, 5)}
+    for meta in ({"z": "1", "a": "é\n\t\x01"}, {"x" * n: "y" for n in range(1, 9)}, None):
+        path = write_safetensors(tensors, tmp_path / "t.safetensors", meta)
+        data = path.read_bytes()
+        n = int.from_bytes(data[:8], "little")
+        assert n % 8 == 0 and data[8 + n - 1 : 8 + n] in (b"}", b" ")
+        assert read_metadata(path) == (meta or {})
+        loaded = load_file(str(path))
+        assert all(torch.equal(loaded[k], v) for k, v in tensors.items())

@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from dgn_cli import checkpoints, registry  # noqa: E402
-from dgn_cli.fsutil import atomic_path  # noqa: E402
+from dgn_cli.safetensors_file import write_safetensors  # noqa: E402
 
 
 def _member(folder: Path, name: str) -> tuple[dict, Path, dict[str, torch.Tensor]]:
@@ -79,8 +79,7 @@ def make_soup(out: Path, folders: list[Path], name: str) -> dict:
     # the first member's metadata (architecture config, recipe) describes the soup as well
     meta = checkpoints.read_metadata(files[0])
     meta["soup_of"] = json.dumps([e["sha256"] for e in entries])
-    with atomic_path(path) as tmp:
-        save_file(average(list(tensors)), str(tmp), metadata=meta)
+    write_safetensors(average(list(tensors)), path, meta)
     training = first["training"]
     recipe = training.get("recipe", {})
     members = []
