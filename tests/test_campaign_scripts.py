@@ -53,12 +53,13 @@ def test_video_sharpness_sees_a_sharper_output_and_finds_the_moving_frames(tmp_p
     assert same["laplacian_ratio_all"] == 1.0 and same["laplacian_ratio_moving_half"] == 1.0
 
 
-def _export(tmp_path: Path, name: str, seed: int, **kw) -> Path:
-    """A two-step tiny dgn-image export (NAME.safetensors + manifest.json) in tmp_path/name."""
+def _export(tmp_path: Path, name: str, seed: int, steps: int = 2, **kw) -> Path:
+    """A tiny dgn-image export of STEPS steps (NAME.safetensors + manifest.json) in
+    tmp_path/name."""
     from dgn_cli.train import train
     from tests.test_train import cfg, data, run
 
-    c = cfg(steps=2, seed=seed, **kw)
+    c = cfg(steps=steps, seed=seed, **kw)
     folder = tmp_path / name
     train(c, run(tmp_path, name=f"run-{name}", export="dgn-image", export_dir=folder,
                  export_dtype="fp16"), datasets=data(c))  # fmt: skip
@@ -72,9 +73,9 @@ def _soup(*args: Path) -> subprocess.CompletedProcess:
 
 
 def test_soup_is_the_mean_of_its_members_and_installs(tmp_path):
-    from dgn_cli.checkpoints import load_state_dict_file
+    from dgn_cli.checkpoints import load_state_dict_file, read_metadata
 
-    a, b = _export(tmp_path, "a", seed=1), _export(tmp_path, "b", seed=2)
+    a, b = _export(tmp_path, "a", seed=1), _export(tmp_path, "b", seed=2, steps=3)
     done = _soup(tmp_path / "soup", a, b)
     assert done.returncode == 0, done.stderr
     wa, wb = (load_state_dict_file(f / "dgn-image.safetensors") for f in (a, b))
@@ -96,7 +97,9 @@ def test_soup_is_the_mean_of_its_members_and_installs(tmp_path):
     )
     members = entry["training"]["soup"]["members"]
     assert [m["recipe"]["seed"] for m in members] == [1, 2]
-    assert entry["training"]["steps"] == 2 and entry["config"]["widths"] == [4, 8, 8]
+    # the longest member's steps, in the manifest and in the file (not the first member's)
+    assert entry["training"]["steps"] == 3 and entry["config"]["widths"] == [4, 8, 8]
+    assert read_metadata(tmp_path / "soup" / "dgn-image.safetensors")["steps"] == "3"
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "manifest.json").write_text(json.dumps({"entries": []}))

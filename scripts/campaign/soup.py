@@ -79,6 +79,8 @@ def make_soup(out: Path, folders: list[Path], name: str) -> dict:
     # the first member's metadata (architecture config, recipe) describes the soup as well
     meta = checkpoints.read_metadata(files[0])
     meta["soup_of"] = json.dumps([e["sha256"] for e in entries])
+    if "steps" in meta:  # the longest member's, as the manifest entry says (not the first's)
+        meta["steps"] = str(max(int(checkpoints.read_metadata(f).get("steps", 0)) for f in files))
     write_safetensors(average(list(tensors)), path, meta)
     training = first["training"]
     recipe = training.get("recipe", {})
