@@ -134,6 +134,20 @@ def test_install_copies_checked_weights_and_keeps_the_model_card(tmp_path):
     installed = (weights / "dgn-image.safetensors").read_bytes()
     assert entry["sha256"] == hashlib.sha256(installed).hexdigest()
 
+    # a campaign stretch continues the shipped weights: their lineage stays on the new entry
+    first = entry["training"]
+    lineage = {"stretch": 1, "stages": ["stretch 1"]}
+    entry["training"] = {**first, "campaign": lineage}
+    (weights / "manifest.json").write_text(json.dumps({"entries": [entry]}))
+    proc = subprocess.run([shutil.which("python") or "python3", script, str(gpu), "--continues",
+                           "--weights-dir", str(weights)], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    training = json.loads((weights / "manifest.json").read_text())["entries"][0]["training"]
+    assert training["campaign"] == lineage and "campaign" not in training["replaced"]
+    assert training["recipe"]["init"] == "weights/dgn-image.safetensors"
+    assert training["replaced"]["replaced"] == {"steps": 5000, "device": "cpu"}
+
     (gpu / "dgn-image.safetensors").write_bytes(b"corrupt")
     proc = subprocess.run([shutil.which("python") or "python3", script, str(gpu),
                            "--weights-dir", str(weights)], capture_output=True, text=True,

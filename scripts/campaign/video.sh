@@ -7,8 +7,8 @@
 # (--time-budget), exports it to DATA/video-stretch/NAME/weights, then benchmarks it and the
 # shipped dgn-video on the video test split (LIMIT frames, align auto, video depth auto =
 # parallax), lossless and with the inputs JPEG-compressed at quality JPEG, and prints one line
-# for each. Ship (scripts/gpu/install.py DATA/video-stretch/NAME/weights dgn-video) only when
-# it beats the shipped weights on the lossless split.
+# for each. Ship (scripts/gpu/install.py --continues DATA/video-stretch/NAME/weights dgn-video)
+# only when it beats the shipped weights on the lossless split.
 # Needs `bash scripts/campaign/data.sh DATA` (DATA/synth-hh-video, DATA/synth-video). The
 # parallax cache (DATA/parallax-cache) is filled on the first run (2-11 min on one core).
 # Two runs side by side: NAME=a ... & NAME=b ... --jpeg 0.3 & (stretch 13), one thread each

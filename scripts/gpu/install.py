@@ -1,12 +1,17 @@
 """Install GPU-trained weights from a main.sh result folder into weights/.
 
-    python scripts/gpu/install.py FOLDER [NAME ...] [--weights-dir weights]
+    python scripts/gpu/install.py FOLDER [NAME ...] [--weights-dir weights] [--continues]
 
 FOLDER holds what main.sh wrote to OUT: NAME.safetensors files and the manifest.json that
 `dgn train --export` wrote beside them. Each NAME (default: every entry there) is checked
 against its sha256 in that manifest, copied to the weights folder, and its entry replaces the
 shipped one, keeping the shipped entry's licence, input, output and notes; the replaced
 entry's training record is kept under training.replaced, so the model card's history stays.
+`--continues` says the new weights were trained from the shipped ones (a CPU campaign stretch,
+`--init weights/NAME.safetensors`): the shipped entry's training.campaign (the lineage: stages,
+cumulative steps and hours) then moves to the new entry, to be extended with the new stage,
+instead of staying under training.replaced; the recipe's `init`, which names the file the run
+started from wherever it ran (a worktree), is recorded as `weights/NAME.safetensors`.
 Install only the models that beat the shipped ones (benchmark.json; see weights/README.md).
 """
 
@@ -27,7 +32,9 @@ from dgn_cli.checkpoints import sha256_file  # noqa: E402
 KEPT = ("licence", "input", "output", "notes")
 
 
-def install(folder: Path, names: list[str], weights_dir: Path) -> list[str]:
+def install(
+    folder: Path, names: list[str], weights_dir: Path, continues: bool = False
+) -> list[str]:
     source = json.loads((folder / registry.MANIFEST_NAME).read_text())
     entries = {e["name"]: e for e in source["entries"]}
     target_manifest = weights_dir / registry.MANIFEST_NAME
@@ -45,7 +52,14 @@ def install(folder: Path, names: list[str], weights_dir: Path) -> list[str]:
             if key in old:
                 entry[key] = old[key]
         if "training" in old:
-            entry["training"] = {**entry["training"], "replaced": old["training"]}
+            replaced = dict(old["training"])
+            training = {**entry["training"]}
+            if continues:
+                if "campaign" in replaced:
+                    training["campaign"] = replaced.pop("campaign")
+                if "init" in training.get("recipe", {}):
+                    training["recipe"] = {**training["recipe"], "init": f"weights/{path.name}"}
+            entry["training"] = {**training, "replaced": replaced}
         shutil.copyfile(path, weights_dir / path.name)
         registry.add_manifest_entry(entry, manifest=target_manifest)
         done.append(name)
@@ -57,8 +71,11 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("names", nargs="*")
     parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
+    parser.add_argument("--continues", action="store_true",
+                        help="the new weights continue the shipped ones: keep their campaign "
+                             "record on the new entry")  # fmt: skip
     args = parser.parse_args()
-    for name in install(args.folder, args.names, args.weights_dir):
+    for name in install(args.folder, args.names, args.weights_dir, args.continues):
         print(f"installed {name} into {args.weights_dir}")
 
 
