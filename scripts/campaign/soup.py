@@ -76,11 +76,13 @@ def make_soup(out: Path, folders: list[Path], name: str) -> dict:
                              f"{folders[0]}")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.safetensors"
+    # each member trained this many steps from the same start (its file and entry say the same)
+    steps = max(e["training"].get("steps") or 0 for e in entries)
     # the first member's metadata (architecture config, recipe) describes the soup as well
     meta = checkpoints.read_metadata(files[0])
     meta["soup_of"] = json.dumps([e["sha256"] for e in entries])
-    if "steps" in meta:  # the longest member's, as the manifest entry says (not the first's)
-        meta["steps"] = str(max(int(checkpoints.read_metadata(f).get("steps", 0)) for f in files))
+    if "steps" in meta:  # the longest member's, as in the manifest entry (not the first's)
+        meta["steps"] = str(steps)
     write_safetensors(average(list(tensors)), path, meta)
     training = first["training"]
     recipe = training.get("recipe", {})
@@ -103,8 +105,8 @@ def make_soup(out: Path, folders: list[Path], name: str) -> dict:
         "size": path.stat().st_size,
         "training": {
             **{k: v for k, v in training.items() if k not in ("metrics", "wall_time_s")},
-            # each member trained this many steps from the same start; the compute is the sum
-            "steps": max(m["steps"] or 0 for m in members),
+            "steps": steps,
+            # the compute is the sum of the members'
             "wall_time_s": round(sum(m["wall_time_s"] or 0.0 for m in members), 1),
             "soup": {"method": "uniform mean of the members' weights", "members": members},
         },

@@ -6,7 +6,8 @@
 # each, so the twins keep equal cumulative steps; exports them to DATA/stretch/weights; then
 # benchmarks new and shipped weights on the handheld and lateral test splits (20 frames, depth
 # ablation) and prints one line per split. Ship (scripts/gpu/install.py --continues
-# DATA/stretch/weights dgn-image dgn-baseline) only when refined depth beats the shipped weights on both splits.
+# DATA/stretch/weights dgn-image dgn-baseline) only when refined depth beats the shipped weights
+# on both splits.
 # Stretch 4: STEPS 4400 took 2434 s (image) + 1196 s (baseline) + ~8 min of benchmarks.
 # BUDGET=SECONDS trains the first task for that long instead (--time-budget; STEPS is then an
 # upper bound) and the others for the steps it reached, since CPU speed differs between sessions.
