@@ -4,6 +4,7 @@
 benchmark JSON, and that each script's device command line fits in 2,000 characters."""
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -130,7 +131,7 @@ def test_install_copies_checked_weights_and_keeps_the_model_card(tmp_path):
     assert proc.returncode == 0, proc.stderr
     entry = json.loads((weights / "manifest.json").read_text())["entries"][0]
     assert entry["notes"] == "the shipped card" and entry["training"]["steps"] == 2
-    assert entry["training"]["replaced"] == {"steps": 5000, "device": "cpu"}
+    assert entry["training"]["history"] == [{"steps": 5000, "device": "cpu"}]
     installed = (weights / "dgn-image.safetensors").read_bytes()
     assert entry["sha256"] == hashlib.sha256(installed).hexdigest()
 
@@ -144,12 +145,27 @@ def test_install_copies_checked_weights_and_keeps_the_model_card(tmp_path):
                           check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     training = json.loads((weights / "manifest.json").read_text())["entries"][0]["training"]
-    assert training["campaign"] == lineage and "campaign" not in training["replaced"]
+    assert training["campaign"] == lineage and "campaign" not in training["history"][0]
     assert training["recipe"]["init"] == "weights/dgn-image.safetensors"
-    assert training["replaced"]["replaced"] == {"steps": 5000, "device": "cpu"}
+    # the history stays one flat list, newest first, however many stretches it holds
+    assert training["history"][0]["steps"] == 2 and "history" not in training["history"][0]
+    assert training["history"][1:] == [{"steps": 5000, "device": "cpu"}]
 
     (gpu / "dgn-image.safetensors").write_bytes(b"corrupt")
     proc = subprocess.run([shutil.which("python") or "python3", script, str(gpu),
                            "--weights-dir", str(weights)], capture_output=True, text=True,
                           check=False)  # fmt: skip
     assert proc.returncode != 0 and "sha256" in proc.stderr
+
+
+def test_the_older_nested_training_records_read_as_one_flat_history():
+    """Manifests written before the history list nested each replaced record inside the next;
+    installing over one lists them all, newest first, none nested."""
+    spec = importlib.util.spec_from_file_location("install", SCRIPTS / "install.py")
+    install = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(install)
+    history_of = install.history_of
+    nested = {"steps": 3, "replaced": {"steps": 2, "replaced": {"steps": 1}}}
+    assert history_of(nested) == [{"steps": 3}, {"steps": 2}, {"steps": 1}]
+    listed = {"steps": 4, "history": [{"steps": 3}, {"steps": 2}]}
+    assert history_of(listed) == [{"steps": 4}, {"steps": 3}, {"steps": 2}]

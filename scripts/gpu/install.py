@@ -6,11 +6,12 @@ FOLDER holds what main.sh wrote to OUT: NAME.safetensors files and the manifest.
 `dgn train --export` wrote beside them. Each NAME (default: every entry there) is checked
 against its sha256 in that manifest, copied to the weights folder, and its entry replaces the
 shipped one, keeping the shipped entry's licence, input, output and notes; the replaced
-entry's training record is kept under training.replaced, so the model card's history stays.
+entry's training record is kept in training.history (earlier records, newest first, each one
+flat), so the model card's history stays.
 `--continues` says the new weights were trained from the shipped ones (a CPU campaign stretch,
 `--init weights/NAME.safetensors`): the shipped entry's training.campaign (the lineage: stages,
 cumulative steps and hours) then moves to the new entry, to be extended with the new stage,
-instead of staying under training.replaced; the recipe's `init`, which names the file the run
+instead of staying in the history; the recipe's `init`, which names the file the run
 started from wherever it ran (a worktree), is recorded as `weights/NAME.safetensors`.
 Install only the models that beat the shipped ones (benchmark.json; see weights/README.md).
 """
@@ -30,6 +31,17 @@ from dgn_cli import registry  # noqa: E402
 from dgn_cli.checkpoints import sha256_file  # noqa: E402
 
 KEPT = ("licence", "input", "output", "notes")
+
+
+def history_of(training: dict) -> list[dict]:
+    """`training` and the records before it, newest first, each without its own history.
+
+    Reads both layouts: `history` (a list) and the older `replaced` chain, where each
+    replaced record nested the one before it (ten levels deep after ten stretches).
+    """
+    record = {k: v for k, v in training.items() if k not in ("history", "replaced")}
+    chain = history_of(training["replaced"]) if isinstance(training.get("replaced"), dict) else []
+    return [record, *chain, *(r for old in training.get("history", []) for r in history_of(old))]
 
 
 def install(
@@ -52,14 +64,14 @@ def install(
             if key in old:
                 entry[key] = old[key]
         if "training" in old:
-            replaced = dict(old["training"])
+            history = history_of(old["training"])
             training = {**entry["training"]}
             if continues:
-                if "campaign" in replaced:
-                    training["campaign"] = replaced.pop("campaign")
+                if "campaign" in history[0]:
+                    training["campaign"] = history[0].pop("campaign")
                 if "init" in training.get("recipe", {}):
                     training["recipe"] = {**training["recipe"], "init": f"weights/{path.name}"}
-            entry["training"] = {**training, "replaced": replaced}
+            entry["training"] = {**training, "history": history}
         shutil.copyfile(path, weights_dir / path.name)
         registry.add_manifest_entry(entry, manifest=target_manifest)
         done.append(name)
