@@ -17,8 +17,9 @@ from dgn_cli.data.datasets import (
     SynthDataset,
     make_loader,
 )
+from dgn_cli.data.gopro import CACHE_SOURCE_FILE
 from dgn_cli.data.synth import PhotoBank, write_split
-from dgn_cli.errors import InputError
+from dgn_cli.errors import InputError, OutputError
 from dgn_cli.tensors import reflect_index
 
 
@@ -325,6 +326,30 @@ def test_depth_cache_computed_once_and_keyed_by_estimator(tmp_path):
     ds3 = PairedFolderDataset(root2, depth_estimator=third, cache_dir=tmp_path / "cache", crop=8)
     assert third.calls == 7 and "depth_init" in ds3[0]
     assert list((tmp_path / "cache").rglob("depth_init/*.png"))
+
+
+def test_a_shared_depth_cache_refuses_another_datasets_maps(tmp_path):
+    # two synthetic-style datasets whose sequences have the same names (000000, ...)
+    a = make_tree(tmp_path / "a", "gopro", depth=False)
+    b = make_tree(tmp_path / "b", "gopro", depth=False)
+    cache = tmp_path / "cache"
+    est = CountingEstimator()
+    PairedFolderDataset(a, crop=8, depth_estimator=est, cache_dir=cache)
+    with pytest.raises(OutputError, match="holds the maps of") as refused:
+        PairedFolderDataset(b, crop=8, depth_estimator=est, cache_dir=cache)
+    assert str((a / "train").resolve()) in str(refused.value)
+    assert str((b / "train").resolve()) in str(refused.value)
+    assert est.calls == 14  # nothing of b's was computed into a's cache, nothing served from it
+    # the same dataset reached through a link still reads its own cache
+    (tmp_path / "link").symlink_to(a)
+    again = PairedFolderDataset(tmp_path / "link", crop=8, depth_estimator=est, cache_dir=cache)
+    assert again.computed_depth_maps == 0
+    # a cache filled before folders were claimed is adopted by the first dataset that uses it
+    for marker in cache.rglob(CACHE_SOURCE_FILE):
+        marker.unlink()
+    PairedFolderDataset(b, crop=8, depth_estimator=est, cache_dir=cache)
+    with pytest.raises(OutputError, match="pass another --depth-cache"):
+        PairedFolderDataset(a, crop=8, depth_estimator=est, cache_dir=cache)
 
 
 def test_make_loader_batches(tmp_path):

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from dgn_cli.cli import app
 from dgn_cli.data.datasets import PairedFolderDataset
 from dgn_cli.data.synth import depth_to_u16, write_png
+from dgn_cli.errors import OutputError
 from dgn_cli.parallax_depth import window_parallax_depth
 from dgn_cli.train.config import TrainConfig
 from tests.test_parallax_depth import SQUARE, as_window, parallax_frames
@@ -59,6 +60,11 @@ def test_the_dataset_serves_each_windows_parallax_depth_from_a_cache(translating
     assert dataset().computed_depth_maps == 0  # read back, not computed again
     meta = json.loads(next(cache.rglob("parallax.json")).read_text())
     assert meta["computed"] == COUNT and meta["flat"] == 0
+    # another clip with the same sequence name is not served this one's maps
+    other = tmp_path / "other"
+    write_sequence(other, "train", frames[::-1])
+    with pytest.raises(OutputError, match="holds the maps of"):
+        PairedFolderDataset(other, frames=5, crop=None, parallax_depth=True, cache_dir=cache)
 
 
 def test_a_still_window_gets_a_flat_map(tmp_path):

@@ -214,6 +214,35 @@ class DepthCache:
         return self.folder / (seq.name or "_") / kind / f"{seq.sharp[frame].stem}.png"
 
 
+# Written into every cache folder: the split folder whose maps it holds.
+CACHE_SOURCE_FILE = "source.json"
+
+
+def claim_cache(cache: DepthCache, root: Path, split: str) -> None:
+    """Tie a cache folder to the split it caches. Synthetic splits all name their sequences
+    000000, 000001, ...: without this, two datasets sharing one --depth-cache would silently be
+    served each other's maps. Raises OutputError when the folder holds another split's maps; a
+    folder filled before this check existed is adopted by the first split that uses it."""
+    split_dir = Path(root) / split if (Path(root) / split).is_dir() else Path(root)  # as discover
+    source = str(split_dir.resolve())
+    marker = cache.folder / CACHE_SOURCE_FILE
+    try:
+        claimed = json.loads(marker.read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        claimed = None
+    if claimed is None:
+        try:
+            cache.folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(marker, json.dumps({"data": source}) + "\n")
+        except OSError:
+            pass  # a read-only cache cannot be claimed; writing a map would fail with its reason
+    elif claimed != source:
+        raise OutputError(
+            f"{cache.folder}: this depth cache holds the maps of {claimed}, not of {source}; "
+            "pass another --depth-cache (or delete that folder)"
+        )
+
+
 def prepare_depth_cache(
     root: Path,
     split: str,
@@ -227,6 +256,7 @@ def prepare_depth_cache(
     key = estimator_key(estimator)
     base = Path(cache_dir) if cache_dir is not None else Path(root) / CACHE_NAME
     cache = DepthCache(base / key / split)
+    claim_cache(cache, root, split)
     jobs = []
     for seq in seqs:
         for i in range(len(seq)):

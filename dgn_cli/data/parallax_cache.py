@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgn_cli.data.gopro import CACHE_NAME, DepthCache, Sequence, read_rgb01
+from dgn_cli.data.gopro import CACHE_NAME, DepthCache, Sequence, claim_cache, read_rgb01
 from dgn_cli.data.synth import depth_to_u16, write_png
 from dgn_cli.fsutil import write_text_atomic
 from dgn_cli.tensors import centre_index, reflect_index
@@ -59,6 +59,7 @@ def prepare_parallax_cache(
     parallax (flat maps) in parallax.json."""
     base = Path(cache_dir) if cache_dir is not None else Path(root) / CACHE_NAME
     cache = DepthCache(base / f"{CACHE_KEY}-{frames}" / split)
+    claim_cache(cache, root, split)
     todo = [(seq, t) for seq in seqs for t in range(len(seq))]
     todo = [(seq, t) for seq, t in todo if not cache.path(seq, "depth_init", t).exists()]
     flat = 0
