@@ -93,17 +93,24 @@ def _has_images(folder: Path) -> bool:
     return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
 
 
+def split_folder(root: Path, split: str) -> Path | None:
+    """The folder holding `split`'s sequences: ROOT/SPLIT, else ROOT itself when it holds
+    blur/ + sharp/ (one split for all), else None."""
+    if (root / split).is_dir():
+        return root / split
+    if (root / "blur").is_dir() and (root / "sharp").is_dir():
+        return root
+    return None
+
+
 def discover(root: str | Path, split: str = "train") -> tuple[str, list[Sequence]]:
     """Find the sequences of `split` under `root`. Returns (layout, sequences) with layout one
     of "gopro", "reds", "flat"."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: dataset folder not found")
-    if (root / split).is_dir():
-        base = root / split
-    elif (root / "blur").is_dir() and (root / "sharp").is_dir():
-        base = root
-    else:
+    base = split_folder(root, split)
+    if base is None:
         raise InputError(
             f"{root}: no {split}/ folder and no blur/ + sharp/ folders; expected "
             f"{split}/SEQ/{{blur,sharp}}/*.png (GOPRO), {split}/{{blur,sharp}}/SEQ/*.png (REDS) "
@@ -218,13 +225,18 @@ class DepthCache:
 CACHE_SOURCE_FILE = "source.json"
 
 
-def claim_cache(cache: DepthCache, root: Path, split: str) -> None:
-    """Tie a cache folder to the split it caches. Synthetic splits all name their sequences
-    000000, 000001, ...: without this, two datasets sharing one --depth-cache would silently be
-    served each other's maps. Raises OutputError when the folder holds another split's maps; a
-    folder filled before this check existed is adopted by the first split that uses it."""
-    split_dir = Path(root) / split if (Path(root) / split).is_dir() else Path(root)  # as discover
-    source = str(split_dir.resolve())
+def open_depth_cache(
+    root: str | Path, split: str, key: str, cache_dir: str | Path | None = None
+) -> DepthCache:
+    """The cache folder of one kind of map (`key`) of ROOT's `split`: under `cache_dir`, or
+    ROOT/.dgn-depth-cache. The folder is tied to the split it caches: synthetic splits all name
+    their sequences 000000, 000001, ..., so without this two datasets sharing one --depth-cache
+    would silently be served each other's maps. Raises OutputError when the folder holds another
+    split's maps; a folder filled before this check existed is adopted by its first user."""
+    root = Path(root)
+    base = Path(cache_dir) if cache_dir is not None else root / CACHE_NAME
+    cache = DepthCache(base / key / split)
+    source = str((split_folder(root, split) or root).resolve())
     marker = cache.folder / CACHE_SOURCE_FILE
     try:
         claimed = json.loads(marker.read_text()).get("data")
@@ -241,6 +253,7 @@ def claim_cache(cache: DepthCache, root: Path, split: str) -> None:
             f"{cache.folder}: this depth cache holds the maps of {claimed}, not of {source}; "
             "pass another --depth-cache (or delete that folder)"
         )
+    return cache
 
 
 def prepare_depth_cache(
@@ -254,9 +267,7 @@ def prepare_depth_cache(
     """Compute (once) the missing cached maps: "depth_init" from every blurred frame, and
     "depth" from every sharp frame of sequences without depth/. Returns (cache, computed)."""
     key = estimator_key(estimator)
-    base = Path(cache_dir) if cache_dir is not None else Path(root) / CACHE_NAME
-    cache = DepthCache(base / key / split)
-    claim_cache(cache, root, split)
+    cache = open_depth_cache(root, split, key, cache_dir)
     jobs = []
     for seq in seqs:
         for i in range(len(seq)):
@@ -272,7 +283,8 @@ def prepare_depth_cache(
             write_text_atomic(cache.folder.parent / "estimator.json", json.dumps(meta) + "\n")
         except OSError as e:
             raise OutputError(
-                f"{base}: cannot write the depth cache ({e.strerror}); pass a writable cache_dir"
+                f"{cache.folder.parent.parent}: cannot write the depth cache ({e.strerror}); "
+                "pass a writable cache_dir"
             ) from None
     was_training = estimator.training
     estimator.eval()

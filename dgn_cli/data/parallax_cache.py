@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgn_cli.data.gopro import CACHE_NAME, DepthCache, Sequence, claim_cache, read_rgb01
+from dgn_cli.data.gopro import DepthCache, Sequence, open_depth_cache, read_rgb01
 from dgn_cli.data.synth import depth_to_u16, write_png
 from dgn_cli.fsutil import write_text_atomic
 from dgn_cli.tensors import centre_index, reflect_index
@@ -57,9 +57,7 @@ def prepare_parallax_cache(
     """Compute (once) the missing "depth_init" maps of every frame from its `frames`-frame
     window. Returns (cache, computed). The cache folder records how many windows had no
     parallax (flat maps) in parallax.json."""
-    base = Path(cache_dir) if cache_dir is not None else Path(root) / CACHE_NAME
-    cache = DepthCache(base / f"{CACHE_KEY}-{frames}" / split)
-    claim_cache(cache, root, split)
+    cache = open_depth_cache(root, split, f"{CACHE_KEY}-{frames}", cache_dir)
     todo = [(seq, t) for seq in seqs for t in range(len(seq))]
     todo = [(seq, t) for seq, t in todo if not cache.path(seq, "depth_init", t).exists()]
     flat = 0
