@@ -365,6 +365,15 @@ def register(app: typer.Typer) -> None:
                 "per-crop scale and shift; the net's whole-frame answer is min-max normalised)",
             ),
         ] = None,
+        depth_target: Annotated[
+            str | None,
+            recipe_option(
+                "--depth-target",
+                "depth task: depth (the reference depth) | extent (the per-pixel blur extent of "
+                "a `dgn data synth` split, which a crop can read from its own pixels; the net's "
+                "whole-frame answer is min-max normalised and validated against the depth)",
+            ),
+        ] = None,
         widths: Annotated[
             str | None,
             typer.Option(

@@ -5,7 +5,9 @@ Both datasets return dicts of float32 tensors:
   "sharp" (3, S, S) in [-1, 1], the sharp centre frame;
   "depth" (1, S, S) in [0, 1], reference depth of the sharp centre frame (1 = nearest);
   "depth_init" (1, S, S) in [0, 1] (PairedFolderDataset with an estimator): the estimator's
-  depth of the blurred centre frame.
+  depth of the blurred centre frame;
+  "extent" (1, S, S) in pixels (with_extent=True): the renderer's blur extent of the centre
+  frame (extent/ maps of `dgn data synth`), the target of `dgn train --depth-target extent`.
 Items are pure functions of (seed, index) (and the epoch, for PairedFolderDataset's random
 crops), so a trainer can resume bit-exactly.
 """
@@ -44,6 +46,7 @@ from dgn_cli.data.synth import (
     EXTENT_SCALE,
     PhotoBank,
     SynthConfig,
+    extent_from_u16,
     render_sequence,
     sample_seed,
 )
@@ -83,9 +86,11 @@ class SynthDataset(Dataset):
         cfg: SynthConfig | None = None,
         cache: bool = False,
         jpeg_prob: float = 0.0,
+        with_extent: bool = False,
     ):
         _check_frames(frames)
         self.bank = PhotoBank(photos_dir)
+        self.with_extent = bool(with_extent)
         self.jpeg_prob = float(jpeg_prob)
         self.length, self.frames = int(length), frames
         self.width, self.height = (size, size) if isinstance(size, int) else map(int, size)
@@ -94,11 +99,10 @@ class SynthDataset(Dataset):
         # cache=True keeps each rendered scene (uint8 frames + depth, before augmentation) in
         # memory, so a small scene set trained for many epochs is rendered once per process.
         # Items stay a pure function of (seed, i): the cache only skips recomputation.
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = (
-            {} if cache else None
-        )
+        self._cache: dict[int, tuple[np.ndarray, ...]] | None = {} if cache else None
 
-    def _render(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _render(self, i: int) -> tuple[np.ndarray, ...]:
+        """(blur, sharp, depth[, extent]) of scene i, before augmentation."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         w, h, k = self.width, self.height, self.frames
@@ -106,6 +110,8 @@ class SynthDataset(Dataset):
         c = k // 2
         blur = out["blur"].transpose(1, 2, 0, 3).reshape(h, w, 3 * k)  # frames in time order
         scene = (blur, out["sharp"][c], out["depth"][c])
+        if self.with_extent:
+            scene += (out["extent"][c].astype(np.float32),)
         if self._cache is not None:
             self._cache[i] = scene
         return scene
@@ -120,17 +126,20 @@ class SynthDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < self.length:
             raise IndexError(i)
-        blur, sharp, depth = self._render(i)
+        blur, sharp, *maps = self._render(i)
         if self.augment:
             rng = _rng(self.seed, i, self.epoch, 0xA06)
             geo = Geometric.draw(rng, square=self.width == self.height)
-            blur, sharp, depth = geo(blur), geo(sharp), geo(depth)
+            blur, sharp, maps = geo(blur), geo(sharp), [geo(m) for m in maps]
             blur = maybe_jpeg(blur, rng, self.jpeg_prob)
-        return {
+        out = {
             "blur": to_tensor_pm1(blur.astype(np.float32) / 255.0),
             "sharp": to_tensor_pm1(sharp.astype(np.float32) / 255.0),
-            "depth": to_tensor_01(depth),
+            "depth": to_tensor_01(maps[0]),
         }
+        if self.with_extent:
+            out["extent"] = to_tensor_01(maps[1])  # pixels, not [0, 1]: the layout is the same
+        return out
 
 
 DEFAULT_NOISE_SIGMA = 0.01  # the paper's training noise, [0, 1] units
@@ -190,9 +199,11 @@ class PairedFolderDataset(Dataset):
         crop_bias: float = 0.0,
         parallax_depth: bool = False,
         jpeg_prob: float = 0.0,
+        with_extent: bool = False,
     ):
         _check_frames(frames)
         self.root = Path(root)
+        self.with_extent = bool(with_extent)
         self.jpeg_prob = float(jpeg_prob)
         self.crop_bias = float(crop_bias)
         self.split, self.frames, self.crop = split, frames, crop
@@ -207,6 +218,15 @@ class PairedFolderDataset(Dataset):
         self.layout, self.sequences = discover(self.root, split)
         self.items = [(si, t) for si, seq in enumerate(self.sequences) for t in range(len(seq))]
         check_frame_sizes(self.sequences)  # up front: before the depth cache or a training step
+        if self.with_extent:
+            for seq in self.sequences:
+                missing = [i for i in range(len(seq)) if not _extent_path(seq, i).is_file()]
+                if missing:
+                    raise InputError(
+                        f"{_extent_path(seq, missing[0])}: no blur-extent map "
+                        f"({len(missing)} of {len(seq)} missing in this sequence); the extent "
+                        "target needs a split rendered by `dgn data synth`"
+                    )
         self.cache: DepthCache | None = None
         self.computed_depth_maps = 0
         if parallax_depth:  # D_b from each window's motion (data/parallax_cache)
@@ -258,7 +278,7 @@ class PairedFolderDataset(Dataset):
         uniform boxes are drawn and one is picked with probability proportional to
         (1 + mean blur extent in px) ** crop_bias, so crops land where the blur is (most
         pixels of a frame can be nearly sharp)."""
-        extent_path = seq.sharp[t].parent.parent / "extent" / seq.sharp[t].name
+        extent_path = _extent_path(seq, t)
         if self.crop_bias <= 0 or not extent_path.is_file():
             return random_crop_box(rng, h, w, self.crop)
         extent = self._read(extent_path, True)
@@ -290,6 +310,8 @@ class PairedFolderDataset(Dataset):
             raw["depth"] = self._read(dpath, True)
         if self.cache is not None:
             raw["depth_init"] = self._read(self.cache.path(seq, "depth_init", t), True)
+        if self.with_extent:
+            raw["extent"] = self._read(_extent_path(seq, t), True)
         h, w = raw["sharp"].shape[:2]
         for key, m in raw.items():
             if m.shape[:2] != (h, w):
@@ -315,6 +337,8 @@ class PairedFolderDataset(Dataset):
         for key in ("depth", "depth_init"):
             if key in raw:
                 maps[key] = to01(raw[key])[..., None]
+        if "extent" in raw:
+            maps["extent"] = extent_from_u16(raw["extent"])[..., None]
         if self.augment:
             hh, ww = maps["sharp"].shape[:2]
             geo = Geometric.draw(rng, square=hh == ww)
@@ -323,10 +347,15 @@ class PairedFolderDataset(Dataset):
                 maps["blur"] = add_noise(maps["blur"], rng, self.noise_sigma)
             maps["blur"] = maybe_jpeg(maps["blur"], rng, self.jpeg_prob)  # after noise, as a camera
         out = {"blur": to_tensor_pm1(maps["blur"]), "sharp": to_tensor_pm1(maps["sharp"])}
-        for key in ("depth", "depth_init"):
+        for key in ("depth", "depth_init", "extent"):
             if key in maps:
                 out[key] = to_tensor_01(maps[key])
         return out
+
+
+def _extent_path(seq: Sequence, t: int) -> Path:
+    """Where `dgn data synth` wrote frame t's blur-extent map: SEQ/extent/, beside SEQ/sharp/."""
+    return seq.sharp[t].parent.parent / "extent" / seq.sharp[t].name
 
 
 def worker_init(_worker_id: int) -> None:

@@ -90,6 +90,7 @@ class FramePool:
         augment: bool = True,
         start_index: int = 0,
         jpeg_prob: float = 0.0,
+        with_extent: bool = False,
     ):
         if crop > min(size):
             raise InputError(f"--crop {crop} is larger than the {size[0]}x{size[1]} frames")
@@ -99,6 +100,7 @@ class FramePool:
         self.cfg = asdict(camera_config(camera))
         self.crops_per_frame, self.crop_bias, self.augment = crops_per_frame, crop_bias, augment
         self.jpeg_prob = float(jpeg_prob)  # share of blurred crops JPEG-compressed (maybe_jpeg)
+        self.with_extent = bool(with_extent)  # batches carry "extent" (--depth-target extent)
         self.pool: collections.deque = collections.deque(maxlen=max(1, pool_frames))
         self.next_index = int(start_index)  # the next scene index to render
         self.frames_received = 0
@@ -162,8 +164,9 @@ class FramePool:
 
     def next_batch(self, batch_size: int) -> dict[str, torch.Tensor]:
         """`batch_size` crops: "blur" uint8 (B, 3K, c, c), "sharp" uint8 (B, 3, c, c), "depth"
-        float32 (B, 1, c, c). Waits (counted in wait_s) only when the frames rendered so far
-        cannot give that many more crops."""
+        float32 (B, 1, c, c) and, with_extent, "extent" float32 (B, 1, c, c) in px. Waits
+        (counted in wait_s) only when the frames rendered so far cannot give that many more
+        crops."""
         self._harvest(block=False)
         t0 = time.perf_counter()
         while not self.pool or self._credit() < batch_size:
@@ -173,25 +176,29 @@ class FramePool:
         c, k3 = self.crop, 3 * self.frames
         blur = np.empty((batch_size, c, c, k3), np.uint8)
         sharp = np.empty((batch_size, c, c, 3), np.uint8)
-        depth = np.empty((batch_size, c, c, 1), np.float32)
+        maps = {key: np.empty((batch_size, c, c, 1), np.float32) for key in self._map_keys}
         frames = list(self.pool)
         for b in range(batch_size):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, self._draws, 0xC0]))
             self._draws += 1
             frame = frames[int(rng.integers(len(frames)))]
             y, x = self._box(rng, frame["extent"])
-            crops = [frame[key][y : y + c, x : x + c] for key in ("blur", "sharp", "depth")]
+            keys = ("blur", "sharp", *self._map_keys)
+            crops = [frame[key][y : y + c, x : x + c] for key in keys]
             if self.augment:
                 geo = Geometric.draw(rng, square=True)
                 crops = [geo(m) for m in crops]
                 crops[0] = maybe_jpeg(crops[0], rng, self.jpeg_prob)
-            blur[b], sharp[b], depth[b, ..., 0] = crops
+            blur[b], sharp[b] = crops[:2]
+            for key, crop in zip(self._map_keys, crops[2:], strict=True):
+                maps[key][b, ..., 0] = crop
         self.crops_drawn += batch_size
-        return {
-            "blur": torch.from_numpy(blur).permute(0, 3, 1, 2),
-            "sharp": torch.from_numpy(sharp).permute(0, 3, 1, 2),
-            "depth": torch.from_numpy(depth).permute(0, 3, 1, 2),
-        }
+        arrays = {"blur": blur, "sharp": sharp, **maps}
+        return {key: torch.from_numpy(a).permute(0, 3, 1, 2) for key, a in arrays.items()}
+
+    @property
+    def _map_keys(self) -> tuple[str, ...]:
+        return ("depth", "extent") if self.with_extent else ("depth",)
 
     def stats(self) -> dict[str, float]:
         return {

@@ -58,6 +58,11 @@ class TrainConfig(JsonConfig):
     lambda_d: float = 1.0
     lambda_grad: float = 0.5  # depth task only: gradient-matching term
     depth_loss: str = "absolute"  # depth task only: absolute | invariant (losses.DepthLoss)
+    # depth task only: what the estimator learns to output. depth: the reference depth.
+    # extent: the renderer's per-pixel blur extent (extent/ maps; train/model.extent_target),
+    # a local quantity a crop can read from its own pixels; the net is then relative (its
+    # whole-frame answer min-max normalised), and is validated against the reference depth.
+    depth_target: str = "depth"
     widths: tuple[int, ...] = (32, 64, 128)  # DGN widths; the depth task uses depth_widths
     depth_widths: tuple[int, ...] = (16, 32, 64, 128)
     model_overrides: dict = field(default_factory=dict)  # extra DGNConfig / SmallDepthConfig fields
@@ -97,6 +102,13 @@ class TrainConfig(JsonConfig):
         if self.depth_loss not in ("absolute", "invariant"):
             raise InputError(
                 f"unknown depth loss {self.depth_loss!r}; choose absolute or invariant"
+            )
+        if self.depth_target not in ("depth", "extent"):
+            raise InputError(f"unknown depth target {self.depth_target!r}; choose depth or extent")
+        if self.depth_target != "depth" and self.task != "depth":
+            raise InputError(
+                f"--depth-target {self.depth_target} is for --task depth (the estimator), "
+                f"not --task {self.task}"
             )
         if self.schedule not in ("paper", "cosine"):
             raise InputError(f"unknown schedule {self.schedule!r}; choose paper or cosine")

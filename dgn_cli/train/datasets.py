@@ -38,6 +38,8 @@ def build_datasets(
     folder: PairedFolderDataset train split (random crops, paper augmentation), joined by the
     train splits of cfg.extra_data (each read with its own noise setting and blur maps);
     validation is cfg.val_count whole frames evenly spaced over cfg.data's test split.
+    --depth-target extent: training items also carry the blur-extent map (the target);
+    validation still scores against the reference depth.
     --depth-model parallax: D_b of every frame from its window's motion, computed once and
     cached like the estimator's (data/parallax_cache). Without depth/ folders the frozen
     estimator's depth of the sharp frame is the depth target
@@ -68,6 +70,7 @@ def build_datasets(
             cfg=synth_cfg,
             cache=cfg.synth_cache,
             jpeg_prob=cfg.jpeg,
+            with_extent=cfg.depth_target == "extent",
         )
         val_set = data.SynthDataset(
             photos,
@@ -112,6 +115,7 @@ def build_datasets(
             cache_frames=cfg.synth_cache,
             crop_bias=cfg.crop_bias,
             jpeg_prob=cfg.jpeg,
+            with_extent=cfg.depth_target == "extent",
             **own,
         )
 
@@ -157,4 +161,5 @@ def build_frame_pool(
         crop_bias=cfg.crop_bias,
         start_index=start_step * cfg.batch_size,
         jpeg_prob=cfg.jpeg,
+        with_extent=cfg.depth_target == "extent",
     )

@@ -27,7 +27,8 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     """A fresh DGN for the image/video/baseline/concat tasks, SmallDepthNet for depth."""
     try:
         if cfg.task == "depth":
-            relative = cfg.depth_loss == "invariant"  # its answer has no level of its own
+            # Invariant loss or extent target: its answer has no depth level of its own.
+            relative = cfg.depth_loss == "invariant" or cfg.depth_target == "extent"
             overrides = {"relative": relative, **cfg.model_overrides}
             return SmallDepthNet(SmallDepthConfig(widths=cfg.depth_widths, **overrides))
         variant, frames = TASK_MODEL[cfg.task]
@@ -154,6 +155,17 @@ def initial_depth(
     return estimator(to_unit(centre_frame(batch["blur"], cfg.frames).float())).float()
 
 
+EXTENT_TARGET_PX = 64.0  # --depth-target extent: this blur extent (px) or more maps to 1
+
+
+def extent_target(extent_px: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) blur extent in px -> the estimator's target in [0, 1], linear in the extent
+    (clipped at EXTENT_TARGET_PX, past the test splits' heavy tail of ~40 px). Linear because
+    under a translating camera the extent is an affine function of inverse depth, which is
+    the depth convention here, so the min-max-normalised answer is read as depth unchanged."""
+    return (extent_px / EXTENT_TARGET_PX).clamp(0.0, 1.0)
+
+
 def batch_loss(
     net: nn.Module,
     batch: dict[str, torch.Tensor],
@@ -164,6 +176,7 @@ def batch_loss(
     """(loss, its named terms) of one batch; images in [-1, 1], depth in [0, 1]. The depth
     task sees the blurred centre frame in [0, 1], as the estimator does at inference."""
     if cfg.task == "depth":
-        return loss_fn(net(to_unit(centre_frame(batch["blur"], cfg.frames))), batch["depth"])
+        target = extent_target(batch["extent"]) if cfg.depth_target == "extent" else batch["depth"]
+        return loss_fn(net(to_unit(centre_frame(batch["blur"], cfg.frames))), target)
     output = net(batch["blur"], initial_depth(batch, cfg, estimator))
     return loss_fn(output.image, batch["sharp"], output.depth, batch["depth"])

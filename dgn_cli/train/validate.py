@@ -1,5 +1,5 @@
-"""Validation during training: mean PSNR/SSIM of the restored frames (depth RMSE for the depth
-task) over the validation set, shared out over the ranks."""
+"""Validation during training: mean PSNR/SSIM of the restored frames (depth RMSE and Pearson
+correlation for the depth task) over the validation set, shared out over the ranks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dgn_cli import devices, distributed
+from dgn_cli.benchmark.quality import pearson
 from dgn_cli.evaluation import Means, image_scores, score_items
 from dgn_cli.metrics import to_255
 from dgn_cli.models.depth.estimator import small_depth
@@ -47,7 +48,10 @@ def validate(
                 image = to_unit(centre_frame(batch["blur"], cfg.frames).float())
                 pred = small_depth(model, image).float()
                 mse = (pred - batch["depth"]).pow(2).mean().item()
-                return {"val": {"loss": mse, "depth_rmse": math.sqrt(mse)}}
+                # Pearson: whether the map carries depth at all (a constant scores 0), which
+                # the RMSE alone hides (a good constant has a low RMSE).
+                r = pearson(pred, batch["depth"])
+                return {"val": {"loss": mse, "depth_rmse": math.sqrt(mse), "depth_pearson": r}}
             # A fixed degradation per validation item, so runs are comparable.
             add_degraded_depth(batch, cfg, VAL_DEGRADE_SEED + i)
             out = model(batch["blur"], initial_depth(batch, cfg, estimator))
@@ -56,7 +60,8 @@ def validate(
         # On the device: SSIM's float64 window sums over a 1280x720 frame take seconds on a CPU.
         return {"val": {"loss": mse, **image_scores(to_255(image), to_255(batch["sharp"]))}}
 
-    keys = ("loss", "depth_rmse") if cfg.task == "depth" else ("loss", "psnr", "ssim")
+    depth_keys = ("loss", "depth_rmse", "depth_pearson")
+    keys = depth_keys if cfg.task == "depth" else ("loss", "psnr", "ssim")
     means = {"val": Means(keys)}  # created with its keys: a rank may have no items
     model.eval()
     score_items(list(range(len(dataset)))[info.rank :: info.world_size], score, means)
