@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tiny import write_smooth_photos
+from tiny import dihedral, write_smooth_photos
 from torch import nn
 
 from dgn_cli.data.datasets import (
@@ -121,15 +121,6 @@ def test_synth_dataset_matches_written_split(tmp_path):
         assert torch.allclose(a["depth"], b["depth"], atol=1 / 65535)
 
 
-def _dihedral(x: torch.Tensor):
-    """All 8 flips/rotations of a (C, H, W) tensor."""
-    out = []
-    for k in range(4):
-        r = torch.rot90(x, k, dims=(1, 2))
-        out += [r, torch.flip(r, dims=(2,))]
-    return out
-
-
 def test_synth_dataset_augment_is_shared(tmp_path):
     photos = _photos(tmp_path / "photos")
     plain = SynthDataset(photos, length=6, frames=1, size=24, seed=2, augment=False)
@@ -137,7 +128,7 @@ def test_synth_dataset_augment_is_shared(tmp_path):
     changed = 0
     for i in range(6):
         p, a = plain[i], aug[i]
-        options = list(zip(*(_dihedral(p[k]) for k in ("blur", "sharp", "depth")), strict=True))
+        options = list(zip(*(dihedral(p[k]) for k in ("blur", "sharp", "depth")), strict=True))
         target = (a["blur"], a["sharp"], a["depth"])
         matches = [
             n

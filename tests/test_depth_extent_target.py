@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tiny import dihedral
 from typer.testing import CliRunner
 
 from dgn_cli.cli import app
@@ -23,14 +24,6 @@ from dgn_cli.train.model import EXTENT_TARGET_PX, batch_loss, extent_target
 runner = CliRunner()
 
 
-def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
-    out = []
-    for k in range(4):
-        r = torch.rot90(x, k, dims=(1, 2))
-        out += [r, torch.flip(r, dims=(2,))]
-    return out
-
-
 def test_synth_items_carry_the_extent_under_the_same_augmentation_as_depth(photos):
     plain = SynthDataset(photos, length=4, size=24, seed=3, augment=False, with_extent=True)
     rendered = render_sequence(PhotoBank(photos), sample_seed(3, 1), 24, 24, 1, plain.cfg)
@@ -42,8 +35,8 @@ def test_synth_items_carry_the_extent_under_the_same_augmentation_as_depth(photo
     for epoch in range(3):
         aug.set_epoch(epoch)
         moved = aug[1]
-        (k,) = [k for k, d in enumerate(_dihedral(item["depth"])) if torch.equal(d, moved["depth"])]
-        assert torch.equal(_dihedral(item["extent"])[k], moved["extent"])
+        (k,) = [k for k, d in enumerate(dihedral(item["depth"])) if torch.equal(d, moved["depth"])]
+        assert torch.equal(dihedral(item["extent"])[k], moved["extent"])
     assert "extent" not in SynthDataset(photos, length=4, size=24, seed=3)[1]
 
 

@@ -41,3 +41,15 @@ def write_smooth_photos(folder, count: int = 3, size: tuple[int, int] = (90, 120
         img = (img - img.min()) / (img.max() - img.min())
         cv2.imwrite(str(folder / f"p{i}.png"), (img * 255).astype(np.uint8))
     return folder
+
+
+def dihedral(x):
+    """All 8 flips / 90-degree rotations of a (C, H, W) tensor, in a fixed order: the set the
+    training augmentation draws from, to find which one an augmented item got."""
+    import torch
+
+    out = []
+    for k in range(4):
+        r = torch.rot90(x, k, dims=(1, 2))
+        out += [r, torch.flip(r, dims=(2,))]
+    return out
