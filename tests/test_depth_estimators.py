@@ -118,6 +118,34 @@ def test_a_relative_small_net_is_min_max_normalised_per_frame(tiny_depth_net):
     assert not SmallDepthConfig.from_json('{"widths": [4, 8], "slope": 0.2}').relative
 
 
+def test_a_relative_small_net_with_a_flat_answer_reads_flat_not_amplified_noise(tiny_depth_net):
+    from dgn_cli.models.depth import SmallDepthConfig
+    from dgn_cli.models.depth.estimator import MIN_RELATIVE_SPREAD, small_depth
+
+    torch.manual_seed(0)
+    net = tiny_depth_net(relative=True).eval()
+    image = torch.rand(2, 3, 40, 48)
+    for std in (0.0, 1e-4):  # untrained (zero head: 0.5 everywhere), then nearly flat
+        torch.nn.init.normal_(net.head.weight, std=std)
+        with torch.no_grad():
+            raw = net(image)
+            depth = DepthEstimator(net, "small")(image)
+        assert float(raw.amax() - raw.amin()) < MIN_RELATIVE_SPREAD
+        assert torch.equal(depth, torch.full_like(depth, 0.5))  # not 0 (all far), not noise
+
+    # One frame of a batch flat, the other not: each frame is read on its own.
+    class Answers(torch.nn.Module):
+        config = SmallDepthConfig(relative=True)
+
+        def forward(self, image):
+            ramp = torch.linspace(0.2, 0.7, image.shape[-1]).expand(image.shape[-2], -1)
+            return torch.stack([ramp, 0.3 + 1e-3 * ramp])[:, None]
+
+    depth = small_depth(Answers(), image)
+    assert depth[0].amin() == 0 and depth[0].amax() == 1
+    assert torch.equal(depth[1], torch.full_like(depth[1], 0.5))
+
+
 def test_untrained_small_net_says_one_half_everywhere():
     """The head starts at zero: the first steps begin at the middle of the sigmoid, not at a
     random logit that the optimiser can push into saturation (the collapse seen at lr 1e-3)."""

@@ -24,15 +24,29 @@ from dgn_cli.models.depth.depth_anything import (
 from dgn_cli.models.depth.megadepth import MegaDepthHourglass
 
 
-def robust_minmax(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
-    """Per-image min-max to [0, 1] using percentiles, so a few outlier pixels do not squash
-    the range. (B, 1, H, W) -> (B, 1, H, W) in [0, 1]."""
+def percentile_range(
+    x: torch.Tensor, low: float = 0.01, high: float = 0.99
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image `low` and `high` quantiles of (B, 1, H, W), each (B, 1, 1, 1) float32."""
     flat = x.flatten(1).float()
     if flat.shape[1] > 2**24:  # torch.quantile's input limit; a strided sample is plenty
         flat = flat[:, :: flat.shape[1] // 2**23 + 1]
     q = torch.quantile(flat, torch.tensor([low, high], device=x.device), dim=1)  # (2, B)
-    lo, hi = q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
+    return q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
+
+
+def robust_minmax(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
+    """Per-image min-max to [0, 1] using percentiles, so a few outlier pixels do not squash
+    the range. (B, 1, H, W) -> (B, 1, H, W) in [0, 1]."""
+    lo, hi = percentile_range(x, low, high)
     return ((x.float() - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1).to(x.dtype)
+
+
+# A relative SmallDepthNet whose whole-frame answer spans less than this (1st to 99th
+# percentile, in its sigmoid's [0, 1]) has found no depth cue in the frame: for a net trained on
+# the blur extent (--depth-target extent, 1 = 64 px) that is under ~1.3 px of blur difference,
+# e.g. a sharp photo. Min-max normalising it would blow its noise up to a full-range depth map.
+MIN_RELATIVE_SPREAD = 0.02
 
 
 class DepthEstimator(nn.Module):
@@ -60,12 +74,15 @@ class DepthEstimator(nn.Module):
 
 def small_depth(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
     """SmallDepthNet (or its ONNX graph) on whole frames -> the convention: its answer as it
-    is, or for a `relative` net (scale-and-shift-invariant training) min-max normalised per
-    frame with the same percentiles as the public relative estimators."""
+    is, or for a `relative` net (scale-and-shift-invariant or blur-extent training) min-max
+    normalised per frame with the same percentiles as the public relative estimators; a frame
+    whose answer is flat (spread < MIN_RELATIVE_SPREAD) gets a flat 0.5: no cue, no depth."""
     depth = net(image)
     # Any net already in the convention may use this adapter; only a relative config changes it.
     if getattr(getattr(net, "config", None), "relative", False):
-        depth = robust_minmax(depth)
+        lo, hi = percentile_range(depth)
+        flat = (hi - lo) < MIN_RELATIVE_SPREAD
+        depth = torch.where(flat, torch.full_like(depth, 0.5), robust_minmax(depth))
     return depth.clamp(0, 1)
 
 
