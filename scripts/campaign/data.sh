@@ -5,8 +5,8 @@
 # training frames + the 8-frame seed-7 validation split), DATA/synth-hh-cont-train (300 of those
 # scenes with continuous blur, + validation), the test splits the benchmark tables use
 # (DATA/synth-hh, DATA/synth-lateral, DATA/synth-video, DATA/synth-hh-cont), dgn-video's training
-# scenes (DATA/synth-hh-video and DATA/synth-hh-video2, for video.sh), DATA/real (the README's
-# real blurred photos, for docs/make_figures.py) and DATA/real-video/bikes.mp4 (the issue's real
+# scenes (DATA/synth-hh-video, -video2 and -video3, for video.sh), DATA/real (the README's real
+# blurred photos, for docs/make_figures.py) and DATA/real-video/bikes.mp4 (the issue's real
 # video). Every step skips what is already there, and the splits are seeded: a regenerated split
 # equals the old one (checked in stretch 4).
 set -euo pipefail
@@ -29,6 +29,8 @@ dgn data synth "$D/synth-hh-video" --photos "$D/photos" --frames 5 --count 48 --
 # 48 more windows from independent seeds (seed 1; stretch 19 on), joined with
 # `video.sh ... --extra-data DATA/synth-hh-video2`. ~4 min on one core.
 dgn data synth "$D/synth-hh-video2" --photos "$D/photos" --frames 5 --count 48 --size 1280x720 --seed 1
+# and 48 more (seed 2; stretch 21's data trial: --extra-data ... --extra-data DATA/synth-hh-video3)
+dgn data synth "$D/synth-hh-video3" --photos "$D/photos" --frames 5 --count 48 --size 1280x720 --seed 2
 # Continuous blur (no ghost copies, stretch 6 on): the same scenes as synth-hh-train / synth-hh
 # (same seeds), each exposure sampled every <= 1 px. ~4 s a frame on one core.
 dgn data synth "$D/synth-hh-cont-train" --photos "$D/photos" --count 300 --size 1280x720 --max-step 1
