@@ -272,16 +272,28 @@ class PairedFolderDataset(Dataset):
             self._frames[key] = img
         return img
 
-    def _crop_box(self, rng: np.random.Generator, seq: Sequence, t: int, h: int, w: int):
+    def _crop_box(
+        self,
+        rng: np.random.Generator,
+        seq: Sequence,
+        t: int,
+        h: int,
+        w: int,
+        extent: np.ndarray | None = None,
+    ):
         """Top-left (y, x) of the training crop. Uniform, unless crop_bias > 0 and the frame
-        has a blur-extent map (extent/, written by `dgn data synth`): then CROP_CANDIDATES
-        uniform boxes are drawn and one is picked with probability proportional to
-        (1 + mean blur extent in px) ** crop_bias, so crops land where the blur is (most
-        pixels of a frame can be nearly sharp)."""
-        extent_path = _extent_path(seq, t)
-        if self.crop_bias <= 0 or not extent_path.is_file():
+        has a blur-extent map (extent/, written by `dgn data synth`; `extent`: the raw map
+        when the caller has read it already): then CROP_CANDIDATES uniform boxes are drawn
+        and one is picked with probability proportional to (1 + mean blur extent in px) **
+        crop_bias, so crops land where the blur is (most pixels of a frame can be nearly
+        sharp)."""
+        if self.crop_bias <= 0:
             return random_crop_box(rng, h, w, self.crop)
-        extent = self._read(extent_path, True)
+        if extent is None:
+            extent_path = _extent_path(seq, t)
+            if not extent_path.is_file():
+                return random_crop_box(rng, h, w, self.crop)
+            extent = self._read(extent_path, True)
         boxes = [random_crop_box(rng, h, w, self.crop) for _ in range(CROP_CANDIDATES)]
         c, s = self.crop, CROP_SCORE_STRIDE
         means = np.array(
@@ -328,7 +340,7 @@ class PairedFolderDataset(Dataset):
                     f"{seq.sharp[t]}: frame is {w}x{h}, smaller than the {self.crop}px crop; "
                     "use a smaller crop"
                 )
-            y, x = self._crop_box(rng, seq, t, h, w)
+            y, x = self._crop_box(rng, seq, t, h, w, raw.get("extent"))
             raw = {k: m[y : y + self.crop, x : x + self.crop] for k, m in raw.items()}
         maps = {
             "blur": np.concatenate([to01(raw[f"blur{k}"]) for k in range(len(window))], axis=2),

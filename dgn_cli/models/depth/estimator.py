@@ -24,22 +24,21 @@ from dgn_cli.models.depth.depth_anything import (
 from dgn_cli.models.depth.megadepth import MegaDepthHourglass
 
 
-def percentile_range(
-    x: torch.Tensor, low: float = 0.01, high: float = 0.99
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image `low` and `high` quantiles of (B, 1, H, W), each (B, 1, 1, 1) float32."""
+def robust_minmax(
+    x: torch.Tensor, low: float = 0.01, high: float = 0.99, min_spread: float = 0.0
+) -> torch.Tensor:
+    """Per-image min-max to [0, 1] using percentiles, so a few outlier pixels do not squash
+    the range. (B, 1, H, W) -> (B, 1, H, W) in [0, 1]. An image whose percentiles lie less
+    than `min_spread` apart reads as a flat 0.5 (no cue), not as its noise stretched to [0, 1]."""
     flat = x.flatten(1).float()
     if flat.shape[1] > 2**24:  # torch.quantile's input limit; a strided sample is plenty
         flat = flat[:, :: flat.shape[1] // 2**23 + 1]
     q = torch.quantile(flat, torch.tensor([low, high], device=x.device), dim=1)  # (2, B)
-    return q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
-
-
-def robust_minmax(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
-    """Per-image min-max to [0, 1] using percentiles, so a few outlier pixels do not squash
-    the range. (B, 1, H, W) -> (B, 1, H, W) in [0, 1]."""
-    lo, hi = percentile_range(x, low, high)
-    return ((x.float() - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1).to(x.dtype)
+    lo, hi = q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
+    out = ((x.float() - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
+    if min_spread > 0:
+        out = torch.where(hi - lo < min_spread, torch.full_like(out, 0.5), out)
+    return out.to(x.dtype)
 
 
 # A relative SmallDepthNet whose whole-frame answer spans less than this (1st to 99th
@@ -80,9 +79,7 @@ def small_depth(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
     depth = net(image)
     # Any net already in the convention may use this adapter; only a relative config changes it.
     if getattr(getattr(net, "config", None), "relative", False):
-        lo, hi = percentile_range(depth)
-        flat = (hi - lo) < MIN_RELATIVE_SPREAD
-        depth = torch.where(flat, torch.full_like(depth, 0.5), robust_minmax(depth))
+        depth = robust_minmax(depth, min_spread=MIN_RELATIVE_SPREAD)
     return depth.clamp(0, 1)
 
 
